@@ -1,0 +1,16 @@
+//! What every wasm-shield filter shares.
+//!
+//! The kit stays small on purpose: it holds only what both filters need, so a fix lands in one
+//! place. It has no cdylib target, so `scripts/build-filters` does not build it as a module.
+//!
+//! - [`config`]: plugin configuration bytes → typed configuration, with errors naming the field.
+//! - [`header_name`]: header names from configuration (RFC 9110 tokens, lowercased).
+//! - [`log_escape`]: client-supplied bytes made safe and bounded for a log line.
+//! - [`request_id`]: the stream's request ID, published by `request-id`, read by every log line.
+//! - [`metrics`]: counters that never fail a request.
+
+pub mod config;
+pub mod header_name;
+pub mod log_escape;
+pub mod metrics;
+pub mod request_id;

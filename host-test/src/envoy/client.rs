@@ -1,0 +1,101 @@
+//! Sends a fixture request to Envoy over HTTP/1.1, behind a PROXY protocol v1 header that
+//! carries the fixture's source and destination, so Envoy sees them as the downstream addresses.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+
+use super::http1::{Http1Message, read_message, reader, write_message};
+use crate::fixture::{self, Request};
+
+/// The PROXY v1 line for a connection from `source` to `destination`.
+pub fn proxy_line(source: SocketAddr, destination: SocketAddr) -> String {
+    match (source.ip(), destination.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => format!(
+            "PROXY TCP4 {s} {d} {} {}\r\n",
+            source.port(),
+            destination.port()
+        ),
+        (s, d) => {
+            // PROXY v1 wants one family: carry an IPv4 side as IPv4-mapped IPv6.
+            let v6 = |ip: IpAddr| match ip {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            format!(
+                "PROXY TCP6 {} {} {} {}\r\n",
+                v6(s),
+                v6(d),
+                source.port(),
+                destination.port()
+            )
+        }
+    }
+}
+
+/// Sends `request` to Envoy's listener on `port`; the response, or `None` if Envoy reset the
+/// stream or closed the connection without one.
+pub fn send(port: u16, request: &Request) -> Result<Option<Http1Message>> {
+    let source: SocketAddr = request
+        .source
+        .as_deref()
+        .unwrap_or(fixture::DEFAULT_SOURCE)
+        .parse()?;
+    let destination: SocketAddr = request
+        .destination
+        .as_deref()
+        .unwrap_or(fixture::DEFAULT_DESTINATION)
+        .parse()?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.write_all(proxy_line(source, destination).as_bytes())?;
+    let mut headers = vec![("host".to_string(), request.authority.clone())];
+    headers.extend(request.headers.0.iter().cloned());
+    let body = request.body.chunks().concat().into_bytes();
+    write_message(
+        &mut stream,
+        &format!("{} {} HTTP/1.1", request.method, request.path),
+        &headers,
+        &body,
+        &request.trailers.0,
+    )?;
+    let mut input = reader(&stream)?;
+    let bodyless = request.method.eq_ignore_ascii_case("HEAD");
+    match read_message(&mut input, true, bodyless) {
+        Ok(message) => Ok(message),
+        Err(error) if is_reset(&error) => Ok(None),
+        Err(error) => Err(anyhow!("reading the response: {error:#}")),
+    }
+}
+
+fn is_reset(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<std::io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe
+        )
+    }) || error.to_string().contains("connection closed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_lines_carry_the_fixture_addresses() {
+        let v4 = proxy_line(
+            "203.0.113.7:40000".parse().expect("addr"),
+            "127.0.0.1:10000".parse().expect("addr"),
+        );
+        assert_eq!(v4, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 10000\r\n");
+        let v6 = proxy_line(
+            "[2001:db8::1]:443".parse().expect("addr"),
+            "127.0.0.1:10000".parse().expect("addr"),
+        );
+        assert_eq!(v6, "PROXY TCP6 2001:db8::1 ::ffff:127.0.0.1 443 10000\r\n");
+    }
+}
