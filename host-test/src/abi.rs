@@ -19,9 +19,7 @@ pub enum Status {
 }
 
 /// `proxy_log_level_t`, ordered from the most to the least verbose.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace = 0,
@@ -189,10 +187,7 @@ mod tests {
 
     #[test]
     fn pairs_round_trip_matches_the_spec_example() {
-        let pairs: Pairs = vec![
-            (b"a".to_vec(), b"1".to_vec()),
-            (b"b".to_vec(), b"22".to_vec()),
-        ];
+        let pairs: Pairs = vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"22".to_vec())];
         let bytes = encode_pairs(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
         let expected: Vec<u8> = [
             &2u32.to_le_bytes()[..],
@@ -209,10 +204,7 @@ mod tests {
 
     #[test]
     fn empty_and_truncated_maps() {
-        assert_eq!(
-            encode_pairs(std::iter::empty::<(&[u8], &[u8])>()),
-            Vec::<u8>::new()
-        );
+        assert_eq!(encode_pairs(std::iter::empty::<(&[u8], &[u8])>()), Vec::<u8>::new());
         assert_eq!(decode_pairs(&[]), Some(vec![]));
         assert_eq!(decode_pairs(&[0]), Some(vec![]));
         assert_eq!(decode_pairs(&[5, 0, 0, 0, 1]), None);
@@ -223,10 +215,7 @@ mod tests {
 
     #[test]
     fn property_paths_split_on_nul() {
-        assert_eq!(
-            split_property_path(b"source\0address"),
-            vec![&b"source"[..], b"address"]
-        );
+        assert_eq!(split_property_path(b"source\0address"), vec![&b"source"[..], b"address"]);
         assert!(split_property_path(b"").is_empty());
     }
 }

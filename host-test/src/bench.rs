@@ -30,36 +30,23 @@ pub struct BenchReport {
 
 /// Replays the request steps of a case (the first, or the one named) round-robin on one
 /// worker, `warmup` times unmeasured and then `requests` times measured.
-pub fn run(
-    host: &mut Host,
-    file: &Path,
-    case_name: Option<&str>,
-    requests: u64,
-    warmup: u64,
-) -> Result<BenchReport> {
+pub fn run(host: &mut Host, file: &Path, case_name: Option<&str>, requests: u64, warmup: u64) -> Result<BenchReport> {
     let cases = load_file(file).map_err(|e| anyhow!(e))?;
     let loaded = match case_name {
         Some(name) => cases
             .iter()
             .find(|c| c.case.name == name)
             .ok_or_else(|| anyhow!("{}: no case named {name:?}", file.display()))?,
-        None => cases
-            .first()
-            .ok_or_else(|| anyhow!("{}: no cases", file.display()))?,
+        None => cases.first().ok_or_else(|| anyhow!("{}: no cases", file.display()))?,
     };
     let case = &loaded.case;
-    let steps: Vec<_> = case
-        .steps
-        .iter()
-        .filter_map(|s| s.request.as_ref().map(|r| (r, s.upstream.as_ref())))
-        .collect();
+    let steps: Vec<_> =
+        case.steps.iter().filter_map(|s| s.request.as_ref().map(|r| (r, s.upstream.as_ref()))).collect();
     if steps.is_empty() {
         bail!("case {:?} has no request to replay", case.name);
     }
     let mut runner = Runner::new(host, case, &loaded.file)?;
-    runner
-        .start()
-        .map_err(|reason| anyhow!("the plugin failed to start: {reason}"))?;
+    runner.start().map_err(|reason| anyhow!("the plugin failed to start: {reason}"))?;
     runner.world.borrow_mut().keep_logs = false;
     let mut outcome = StepOutcome::default();
     let mut replay = |runner: &mut Runner, index: u64| {

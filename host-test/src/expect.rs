@@ -6,11 +6,7 @@ use crate::runner::{Message, StepOutcome};
 use crate::world::LogLine;
 
 fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .collect()
+    headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
 }
 
 fn check_headers(
@@ -27,10 +23,7 @@ fn check_headers(
             ValueMatch::Regex { regex } => match regex::Regex::new(regex) {
                 Ok(re) => {
                     !found.is_empty()
-                        && found.iter().any(|v| {
-                            re.find(v)
-                                .is_some_and(|m| m.start() == 0 && m.end() == v.len())
-                        })
+                        && found.iter().any(|v| re.find(v).is_some_and(|m| m.start() == 0 && m.end() == v.len()))
                 }
                 Err(e) => {
                     out.push(format!("{what}.{name}: invalid regex: {e}"));
@@ -44,67 +37,36 @@ fn check_headers(
                 ValueMatch::Present { present } => format!("present: {present}"),
                 ValueMatch::Regex { regex } => format!("regex {regex:?}"),
             };
-            let got = if found.is_empty() {
-                "absent".to_string()
-            } else {
-                format!("{found:?}")
-            };
+            let got = if found.is_empty() { "absent".to_string() } else { format!("{found:?}") };
             out.push(format!("{what}.{name}: expected {wanted}, got {got}"));
         }
     }
 }
 
-fn check_message(
-    what: &str,
-    message: &Message,
-    status: Option<u16>,
-    expected: &ExpectMessage,
-    out: &mut Vec<String>,
-) {
+fn check_message(what: &str, message: &Message, status: Option<u16>, expected: &ExpectMessage, out: &mut Vec<String>) {
     if let Some(want) = expected.status
         && status != Some(want)
     {
-        out.push(format!(
-            "{what}.status: expected {want}, got {}",
-            status.map_or("none".into(), |s| s.to_string())
-        ));
+        out.push(format!("{what}.status: expected {want}, got {}", status.map_or("none".into(), |s| s.to_string())));
     }
-    check_headers(
-        &format!("{what}.headers"),
-        &message.headers,
-        &expected.headers,
-        out,
-    );
+    check_headers(&format!("{what}.headers"), &message.headers, &expected.headers, out);
     for name in &expected.absent {
         let found = values(&message.headers, name);
         if !found.is_empty() {
-            out.push(format!(
-                "{what}.absent: header {name} is present: {found:?}"
-            ));
+            out.push(format!("{what}.absent: header {name} is present: {found:?}"));
         }
     }
     if let Some(body) = &expected.body
         && &message.body != body
     {
-        out.push(format!(
-            "{what}.body: expected {body:?}, got {:?}",
-            message.body
-        ));
+        out.push(format!("{what}.body: expected {body:?}, got {:?}", message.body));
     }
     if let Some(part) = &expected.body_contains
         && !message.body.contains(part.as_str())
     {
-        out.push(format!(
-            "{what}.body_contains: {part:?} not in {:?}",
-            message.body
-        ));
+        out.push(format!("{what}.body_contains: {part:?} not in {:?}", message.body));
     }
-    check_headers(
-        &format!("{what}.trailers"),
-        &message.trailers,
-        &expected.trailers,
-        out,
-    );
+    check_headers(&format!("{what}.trailers"), &message.trailers, &expected.trailers, out);
 }
 
 /// Checks log expectations against lines.
@@ -115,24 +77,15 @@ pub fn check_logs(what: &str, logs: &[LogLine], expected: &ExpectLogs, out: &mut
         }
     }
     for part in &expected.not_contains {
-        if let Some(line) = logs
-            .iter()
-            .find(|line| line.message.contains(part.as_str()))
-        {
-            out.push(format!(
-                "{what}.not_contains: {part:?} appears in: {}",
-                line.message
-            ));
+        if let Some(line) = logs.iter().find(|line| line.message.contains(part.as_str())) {
+            out.push(format!("{what}.not_contains: {part:?} appears in: {}", line.message));
         }
     }
 }
 
 fn expects_failure_status(expect: &Expect) -> bool {
     let reply = matches!(&expect.local_reply, Some(Presence::Expected(m)) if m.status.is_some_and(|s| s >= 500));
-    let response = expect
-        .response
-        .as_ref()
-        .is_some_and(|m| m.status.is_some_and(|s| s >= 500));
+    let response = expect.response.as_ref().is_some_and(|m| m.status.is_some_and(|s| s >= 500));
     reply || response
 }
 
@@ -144,8 +97,7 @@ pub fn check_step(outcome: &StepOutcome, expect: Option<&Expect>) -> Vec<String>
 
     match &expect.trap {
         Some(TrapExpect::Any(false)) | None
-            if !outcome.traps.is_empty()
-                && !(expect.trap.is_none() && expects_failure_status(expect)) =>
+            if !outcome.traps.is_empty() && !(expect.trap.is_none() && expects_failure_status(expect)) =>
         {
             for trap in &outcome.traps {
                 out.push(format!("unexpected trap: {trap}"));
@@ -154,13 +106,8 @@ pub fn check_step(outcome: &StepOutcome, expect: Option<&Expect>) -> Vec<String>
         Some(TrapExpect::Any(true)) if outcome.traps.is_empty() => {
             out.push("trap: expected a trap, none happened".into())
         }
-        Some(TrapExpect::Contains(part))
-            if !outcome.traps.iter().any(|t| t.contains(part.as_str())) =>
-        {
-            out.push(format!(
-                "trap: expected a trap containing {part:?}, got {:?}",
-                outcome.traps
-            ));
+        Some(TrapExpect::Contains(part)) if !outcome.traps.iter().any(|t| t.contains(part.as_str())) => {
+            out.push(format!("trap: expected a trap containing {part:?}, got {:?}", outcome.traps));
         }
         _ => {}
     }
@@ -184,20 +131,11 @@ pub fn check_step(outcome: &StepOutcome, expect: Option<&Expect>) -> Vec<String>
                     body: String::from_utf8_lossy(&reply.reply.body).into_owned(),
                     trailers: Vec::new(),
                 };
-                check_message(
-                    "local_reply",
-                    &message,
-                    Some(reply.reply.status as u16),
-                    expected,
-                    &mut out,
-                );
+                check_message("local_reply", &message, Some(reply.reply.status as u16), expected, &mut out);
                 if let Some(details) = &expected.details
                     && &reply.reply.details != details
                 {
-                    out.push(format!(
-                        "local_reply.details: expected {details:?}, got {:?}",
-                        reply.reply.details
-                    ));
+                    out.push(format!("local_reply.details: expected {details:?}, got {:?}", reply.reply.details));
                 }
             }
         },
@@ -207,17 +145,11 @@ pub fn check_step(outcome: &StepOutcome, expect: Option<&Expect>) -> Vec<String>
     match &expect.upstream_request {
         Some(Presence::Absent(_)) => {
             if outcome.upstream_request.is_some() {
-                out.push(
-                    "upstream_request: expected the request not to reach the backend, but it did"
-                        .into(),
-                );
+                out.push("upstream_request: expected the request not to reach the backend, but it did".into());
             }
         }
         Some(Presence::Expected(expected)) => match &outcome.upstream_request {
-            None => out.push(format!(
-                "upstream_request: the request never reached the backend{}",
-                why_not(outcome)
-            )),
+            None => out.push(format!("upstream_request: the request never reached the backend{}", why_not(outcome))),
             Some(request) => check_message("upstream_request", request, None, expected, &mut out),
         },
         None => {}
@@ -225,13 +157,8 @@ pub fn check_step(outcome: &StepOutcome, expect: Option<&Expect>) -> Vec<String>
 
     if let Some(expected) = &expect.response {
         match &outcome.response {
-            None => out.push(format!(
-                "response: the client got no response{}",
-                why_not(outcome)
-            )),
-            Some(response) => {
-                check_message("response", response, response.status(), expected, &mut out)
-            }
+            None => out.push(format!("response: the client got no response{}", why_not(outcome))),
+            Some(response) => check_message("response", response, response.status(), expected, &mut out),
         }
     }
 
@@ -242,9 +169,7 @@ pub fn check_step(outcome: &StepOutcome, expect: Option<&Expect>) -> Vec<String>
         match outcome.metrics.get(name) {
             Some(got) if got == want => {}
             Some(got) => out.push(format!("metrics.{name}: expected {want}, got {got}")),
-            None => out.push(format!(
-                "metrics.{name}: expected {want}, but no such metric was defined"
-            )),
+            None => out.push(format!("metrics.{name}: expected {want}, but no such metric was defined")),
         }
     }
     if let Some(calls) = &expect.http_calls {
@@ -255,16 +180,9 @@ pub fn check_step(outcome: &StepOutcome, expect: Option<&Expect>) -> Vec<String>
                     && m.method.as_deref().is_none_or(|x| x == c.method)
             });
         if !matches {
-            let got: Vec<String> = outcome
-                .http_calls
-                .iter()
-                .map(|c| format!("{} {} {}", c.cluster, c.method, c.path))
-                .collect();
-            out.push(format!(
-                "http_calls: expected {} call(s) {:?}, got {got:?}",
-                calls.len(),
-                calls
-            ));
+            let got: Vec<String> =
+                outcome.http_calls.iter().map(|c| format!("{} {} {}", c.cluster, c.method, c.path)).collect();
+            out.push(format!("http_calls: expected {} call(s) {:?}, got {got:?}", calls.len(), calls));
         }
     }
     if let Some(reset) = expect.reset
@@ -281,10 +199,7 @@ fn why_not(outcome: &StepOutcome) -> String {
     } else if outcome.stalled {
         " (the stream stalled: a filter paused it and nothing continued it within max_wait)".into()
     } else if let Some(reply) = &outcome.local_reply {
-        format!(
-            " ({} sent a local reply {})",
-            reply.filter, reply.reply.status
-        )
+        format!(" ({} sent a local reply {})", reply.filter, reply.reply.status)
     } else {
         String::new()
     }

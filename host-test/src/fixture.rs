@@ -219,15 +219,8 @@ impl Body {
     pub fn chunks(&self) -> Vec<&str> {
         match self {
             Body::Empty => Vec::new(),
-            Body::Whole(text) => [text.as_str()]
-                .into_iter()
-                .filter(|c| !c.is_empty())
-                .collect(),
-            Body::Chunks(chunks) => chunks
-                .iter()
-                .map(String::as_str)
-                .filter(|c| !c.is_empty())
-                .collect(),
+            Body::Whole(text) => [text.as_str()].into_iter().filter(|c| !c.is_empty()).collect(),
+            Body::Chunks(chunks) => chunks.iter().map(String::as_str).filter(|c| !c.is_empty()).collect(),
         }
     }
 }
@@ -550,11 +543,9 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map(Dur).map_err(|e| {
-            de::Error::custom(format!(
-                "invalid duration {text:?} ({e}); write e.g. 500ms, 2s, 1m"
-            ))
-        })
+        humantime::parse_duration(&text)
+            .map(Dur)
+            .map_err(|e| de::Error::custom(format!("invalid duration {text:?} ({e}); write e.g. 500ms, 2s, 1m")))
     }
 }
 
@@ -571,20 +562,13 @@ pub struct LoadedCase {
 
 /// Reads every case of a file. An error names the file, the document and the field.
 pub fn load_file(path: &Path) -> Result<Vec<LoadedCase>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let mut cases = Vec::new();
     for (position, document) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
         let index = position + 1;
-        let case = Case::deserialize(document)
-            .map_err(|e| format!("{}: case {index}: {e}", path.display()))?;
-        validate(&case)
-            .map_err(|e| format!("{}: case {index} ({}): {e}", path.display(), case.name))?;
-        cases.push(LoadedCase {
-            file: path.to_path_buf(),
-            index,
-            case,
-        });
+        let case = Case::deserialize(document).map_err(|e| format!("{}: case {index}: {e}", path.display()))?;
+        validate(&case).map_err(|e| format!("{}: case {index} ({}): {e}", path.display(), case.name))?;
+        cases.push(LoadedCase { file: path.to_path_buf(), index, case });
     }
     if cases.is_empty() {
         return Err(format!("{}: no cases in the file", path.display()));
@@ -604,14 +588,11 @@ fn validate(case: &Case) -> Result<(), String> {
         return Err("steps: a case needs steps, or expect_start".into());
     }
     if let Some(clock) = &case.clock {
-        humantime::parse_rfc3339(clock)
-            .map_err(|e| format!("clock: {e} (write e.g. 2026-01-01T00:00:00Z)"))?;
+        humantime::parse_rfc3339(clock).map_err(|e| format!("clock: {e} (write e.g. 2026-01-01T00:00:00Z)"))?;
     }
     for (position, filter) in case.filters.iter().enumerate() {
         if filter.config.is_some() && filter.config_raw.is_some() {
-            return Err(format!(
-                "filters[{position}]: give config or config_raw, not both"
-            ));
+            return Err(format!("filters[{position}]: give config or config_raw, not both"));
         }
     }
     for (position, step) in case.steps.iter().enumerate() {
@@ -619,34 +600,22 @@ fn validate(case: &Case) -> Result<(), String> {
         if let Some(worker) = step.worker
             && worker >= case.workers
         {
-            return Err(format!(
-                "{at}.worker: {worker} is out of range (workers: {})",
-                case.workers
-            ));
+            return Err(format!("{at}.worker: {worker} is out of range (workers: {})", case.workers));
         }
         if let Some(request) = &step.request {
-            for (field, value) in [
-                ("source", &request.source),
-                ("destination", &request.destination),
-            ] {
+            for (field, value) in [("source", &request.source), ("destination", &request.destination)] {
                 if let Some(value) = value {
-                    value.parse::<std::net::SocketAddr>().map_err(|_| {
-                        format!(
-                            "{at}.request.{field}: {value:?} is not IP:port (IPv6 as [addr]:port)"
-                        )
-                    })?;
+                    value
+                        .parse::<std::net::SocketAddr>()
+                        .map_err(|_| format!("{at}.request.{field}: {value:?} is not IP:port (IPv6 as [addr]:port)"))?;
                 }
             }
         }
         let Some(expect) = &step.expect else { continue };
-        for (field, presence) in [
-            ("local_reply", &expect.local_reply),
-            ("upstream_request", &expect.upstream_request),
-        ] {
+        for (field, presence) in [("local_reply", &expect.local_reply), ("upstream_request", &expect.upstream_request)]
+        {
             if let Some(Presence::Absent(true)) = presence {
-                return Err(format!(
-                    "{at}.expect.{field}: write the expectation, or false"
-                ));
+                return Err(format!("{at}.expect.{field}: write the expectation, or false"));
             }
         }
         let messages = [
@@ -670,9 +639,8 @@ fn validate(case: &Case) -> Result<(), String> {
             let Some(message) = message else { continue };
             for (name, matcher) in message.headers.iter().chain(&message.trailers) {
                 if let ValueMatch::Regex { regex } = matcher {
-                    regex::Regex::new(regex).map_err(|e| {
-                        format!("{at}.expect.{field}.headers.{name}: invalid regex: {e}")
-                    })?;
+                    regex::Regex::new(regex)
+                        .map_err(|e| format!("{at}.expect.{field}.headers.{name}: invalid regex: {e}"))?;
                 }
             }
         }
@@ -684,16 +652,12 @@ fn validate(case: &Case) -> Result<(), String> {
 /// `*.yaml` / `*.yml`), sorted.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: cannot read directory: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read directory: {e}", dir.display()))?;
         for entry in entries {
             let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
             if path.is_dir() {
                 walk(&path, out)?;
-            } else if matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml")
-            ) {
+            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
                 out.push(path);
             }
         }
@@ -720,8 +684,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Case, String> {
-        let case = Case::deserialize(serde_yaml_ng::Deserializer::from_str(text))
-            .map_err(|e| e.to_string())?;
+        let case = Case::deserialize(serde_yaml_ng::Deserializer::from_str(text)).map_err(|e| e.to_string())?;
         validate(&case)?;
         Ok(case)
     }
@@ -752,18 +715,9 @@ steps:
 "#,
         )
         .expect("valid case");
-        assert_eq!(
-            case.filters[0].config,
-            Some(serde_json::json!({"strip": ["x-user-email"]}))
-        );
+        assert_eq!(case.filters[0].config, Some(serde_json::json!({"strip": ["x-user-email"]})));
         let request = case.steps[0].request.as_ref().expect("request");
-        assert_eq!(
-            request.headers.0,
-            vec![(
-                "x-user-email".to_string(),
-                "mallory@example.com".to_string()
-            )]
-        );
+        assert_eq!(request.headers.0, vec![("x-user-email".to_string(), "mallory@example.com".to_string())]);
         assert_eq!(case.steps[0].advance, Some(Dur(Duration::ZERO)));
     }
 
@@ -774,33 +728,23 @@ steps:
         )
         .expect("valid");
         let request = case.steps[0].request.as_ref().expect("request");
-        assert_eq!(
-            request.headers.0,
-            vec![("a".into(), "1".into()), ("A".into(), "two".into())]
-        );
+        assert_eq!(request.headers.0, vec![("a".into(), "1".into()), ("A".into(), "two".into())]);
         assert!(matches!(
-            case.steps[0]
-                .expect
-                .as_ref()
-                .and_then(|e| e.local_reply.as_ref()),
+            case.steps[0].expect.as_ref().and_then(|e| e.local_reply.as_ref()),
             Some(Presence::Absent(false))
         ));
     }
 
     #[test]
     fn errors_name_the_field() {
-        let unknown = parse("name: x\nfilters: [{name: f, confg: {}}]\nsteps: [{}]\n")
-            .expect_err("unknown key");
+        let unknown = parse("name: x\nfilters: [{name: f, confg: {}}]\nsteps: [{}]\n").expect_err("unknown key");
         assert!(unknown.contains("confg"), "{unknown}");
-        let worker =
-            parse("name: x\nfilters: [{name: f}]\nsteps: [{worker: 3}]\n").expect_err("bad worker");
+        let worker = parse("name: x\nfilters: [{name: f}]\nsteps: [{worker: 3}]\n").expect_err("bad worker");
         assert!(worker.contains("steps[0].worker"), "{worker}");
-        let duration = parse("name: x\nfilters: [{name: f}]\nsteps: [{advance: soon}]\n")
-            .expect_err("bad duration");
+        let duration = parse("name: x\nfilters: [{name: f}]\nsteps: [{advance: soon}]\n").expect_err("bad duration");
         assert!(duration.contains("invalid duration"), "{duration}");
         let source =
-            parse("name: x\nfilters: [{name: f}]\nsteps: [{request: {source: nowhere}}]\n")
-                .expect_err("bad source");
+            parse("name: x\nfilters: [{name: f}]\nsteps: [{request: {source: nowhere}}]\n").expect_err("bad source");
         assert!(source.contains("request.source"), "{source}");
     }
 }

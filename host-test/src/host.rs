@@ -31,21 +31,11 @@ impl Host {
         linker.allow_shadowing(true);
         crate::hostcalls::add_to_linker(&mut linker)?;
         crate::wasi::add_to_linker(&mut linker)?;
-        Ok(Host {
-            engine,
-            linker,
-            modules: HashMap::new(),
-            module_path,
-        })
+        Ok(Host { engine, linker, modules: HashMap::new(), module_path })
     }
 
     /// Where the module of a filter named `name` is.
-    pub fn resolve(
-        &self,
-        name: &str,
-        explicit: Option<&Path>,
-        fixture_dir: &Path,
-    ) -> Result<PathBuf> {
+    pub fn resolve(&self, name: &str, explicit: Option<&Path>, fixture_dir: &Path) -> Result<PathBuf> {
         if let Some(path) = explicit {
             let path = fixture_dir.join(path);
             if !path.is_file() {
@@ -60,15 +50,8 @@ impl Host {
                 return Ok(candidate);
             }
         }
-        let searched: Vec<String> = self
-            .module_path
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect();
-        bail!(
-            "module {file} not found in {} (run scripts/build-filters, or give `wasm: PATH`)",
-            searched.join(", ")
-        )
+        let searched: Vec<String> = self.module_path.iter().map(|d| d.display().to_string()).collect();
+        bail!("module {file} not found in {} (run scripts/build-filters, or give `wasm: PATH`)", searched.join(", "))
     }
 
     /// The compiled module at `path`, ready to instantiate.
@@ -81,11 +64,7 @@ impl Host {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{}: not a valid Wasm module", path.display()))?;
         if !module.exports().any(|e| ABI_MARKERS.contains(&e.name())) {
-            bail!(
-                "{}: not a Proxy-Wasm module (it exports none of {})",
-                path.display(),
-                ABI_MARKERS.join(", ")
-            );
+            bail!("{}: not a Proxy-Wasm module (it exports none of {})", path.display(), ABI_MARKERS.join(", "));
         }
         crate::wasi::stub_unimplemented(&mut self.linker, &module)?;
         // Imports this host does not know (an ABI the module expects but we lack) trap if called.
@@ -110,8 +89,7 @@ fn shared_engine() -> Result<&'static Engine> {
     let mut config = Config::new();
     config.strategy(wasmtime::Strategy::Cranelift);
     config.epoch_interruption(true);
-    let engine = ENGINE
-        .get_or_init(|| Engine::new(&config).unwrap_or_else(|e| panic!("wasmtime engine: {e}")));
+    let engine = ENGINE.get_or_init(|| Engine::new(&config).unwrap_or_else(|e| panic!("wasmtime engine: {e}")));
     let ticking = engine.clone();
     std::thread::spawn(move || {
         loop {

@@ -77,11 +77,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let module_path: Vec<PathBuf> = match &cli.modules {
-        Some(list) => list
-            .split(':')
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .collect(),
+        Some(list) => list.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
         None => DEFAULT_MODULE_PATH.iter().map(PathBuf::from).collect(),
     };
     let mut host = match Host::new(module_path) {
@@ -92,13 +88,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Replay {
-            paths,
-            json,
-            junit,
-            quiet,
-            table,
-        } => {
+        Command::Replay { paths, json, junit, quiet, table } => {
             let files = match fixture::discover(&paths) {
                 Ok(files) => files,
                 Err(error) => {
@@ -132,18 +122,9 @@ fn main() -> ExitCode {
                 eprintln!("host-test: writing {}: {error}", path.display());
                 return ExitCode::from(2);
             }
-            if results.iter().all(|r| r.passed) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            if results.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Command::Envoy {
-            paths,
-            envoy,
-            min_coverage,
-            json,
-        } => {
+        Command::Envoy { paths, envoy, min_coverage, json } => {
             let files = match fixture::discover(&paths) {
                 Ok(files) => files,
                 Err(error) => {
@@ -160,42 +141,31 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
-            if host_test::envoy::succeeded(&results, min_coverage) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            if host_test::envoy::succeeded(&results, min_coverage) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Command::Bench { file, case, requests, warmup, json } => {
+            match bench::run(&mut host, &file, case.as_deref(), requests, warmup) {
+                Ok(report) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    } else {
+                        println!(
+                            "{}: {} -> {:.0} requests/s, {:.0} ns/request over {} requests; linear memory {:?} bytes",
+                            report.case,
+                            report.filters.join(" -> "),
+                            report.requests_per_second,
+                            report.ns_per_request,
+                            report.requests,
+                            report.memory_bytes
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("host-test: {error:#}");
+                    ExitCode::FAILURE
+                }
             }
         }
-        Command::Bench {
-            file,
-            case,
-            requests,
-            warmup,
-            json,
-        } => match bench::run(&mut host, &file, case.as_deref(), requests, warmup) {
-            Ok(report) => {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).unwrap_or_default()
-                    );
-                } else {
-                    println!(
-                        "{}: {} -> {:.0} requests/s, {:.0} ns/request over {} requests; linear memory {:?} bytes",
-                        report.case,
-                        report.filters.join(" -> "),
-                        report.requests_per_second,
-                        report.ns_per_request,
-                        report.requests,
-                        report.memory_bytes
-                    );
-                }
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("host-test: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
     }
 }

@@ -23,11 +23,7 @@ fn header_map(map: &HeaderMap) -> Vec<u8> {
 }
 
 /// Looks up `path` (NUL-separated segments). `stream` is the stream of the effective context.
-pub fn get_property(
-    path: &[u8],
-    stream: Option<&Stream>,
-    plugin: &PluginView<'_>,
-) -> Result<Vec<u8>, Status> {
+pub fn get_property(path: &[u8], stream: Option<&Stream>, plugin: &PluginView<'_>) -> Result<Vec<u8>, Status> {
     let segments = split_property_path(path);
     let Some((first, rest)) = segments.split_first() else {
         return Err(Status::NotFound);
@@ -42,16 +38,13 @@ pub fn get_property(
     let stream = stream.ok_or(Status::NotFound)?;
     let connection = &stream.connection;
     let request = &stream.request_headers;
-    let header_text =
-        |map: &HeaderMap, name: &[u8]| map.get(name).map(<[u8]>::to_vec).ok_or(Status::NotFound);
+    let header_text = |map: &HeaderMap, name: &[u8]| map.get(name).map(<[u8]>::to_vec).ok_or(Status::NotFound);
     match (*first, rest) {
         (b"source", [b"address"]) => text(&connection.source.to_string()),
         (b"source", [b"port"]) => Ok(int(connection.source.port().into())),
         (b"destination", [b"address"]) => text(&connection.destination.to_string()),
         (b"destination", [b"port"]) => Ok(int(connection.destination.port().into())),
-        (b"connection", [b"id"]) | (b"connection_id", []) => {
-            Ok(connection.id.to_le_bytes().to_vec())
-        }
+        (b"connection", [b"id"]) | (b"connection_id", []) => Ok(connection.id.to_le_bytes().to_vec()),
         (b"connection", [b"mtls"]) => Ok(vec![0]),
         (b"request", [b"path"]) => header_text(request, b":path"),
         (b"request", [b"url_path"]) => {
@@ -61,11 +54,7 @@ pub fn get_property(
         }
         (b"request", [b"query"]) => {
             let path = request.get(b":path").ok_or(Status::NotFound)?;
-            Ok(path
-                .iter()
-                .position(|b| *b == b'?')
-                .map(|at| path[at + 1..].to_vec())
-                .unwrap_or_default())
+            Ok(path.iter().position(|b| *b == b'?').map(|at| path[at + 1..].to_vec()).unwrap_or_default())
         }
         (b"request", [b"host"]) => header_text(request, b":authority"),
         (b"request", [b"scheme"]) => header_text(request, b":scheme"),
@@ -78,8 +67,7 @@ pub fn get_property(
         (b"request", [b"size"]) => Ok(int(stream.request_body_size as i64)),
         (b"request", [b"total_size"]) => Ok(int((stream.request_body_size as usize
             + request.byte_size()
-            + stream.request_trailers.byte_size())
-            as i64)),
+            + stream.request_trailers.byte_size()) as i64)),
         (b"request", [b"headers"]) => Ok(header_map(request)),
         (b"request", [b"headers", name]) => header_text(request, name),
         (b"response", [b"code"]) => stream.response_code().map(int).ok_or(Status::NotFound),
@@ -90,19 +78,11 @@ pub fn get_property(
         (b"response", [b"trailers", name]) => header_text(&stream.response_trailers, name),
         (b"route_name", []) => text(&stream.route_name),
         // Envoy keeps what a filter set under filter state `wasm.<path>`.
-        (b"filter_state", [key]) => key
-            .strip_prefix(b"wasm.")
-            .and_then(|path| stream.properties.get(path))
-            .cloned()
-            .ok_or(Status::NotFound),
+        (b"filter_state", [key]) => {
+            key.strip_prefix(b"wasm.").and_then(|path| stream.properties.get(path)).cloned().ok_or(Status::NotFound)
+        }
         (b"filter_state", []) => Ok(encode_pairs(
-            stream
-                .properties
-                .iter()
-                .map(|(k, v)| (k.as_slice(), v.as_slice()))
-                .collect::<Vec<_>>()
-                .iter()
-                .copied(),
+            stream.properties.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect::<Vec<_>>().iter().copied(),
         )),
         _ => stream.properties.get(path).cloned().ok_or(Status::NotFound),
     }
@@ -128,11 +108,7 @@ mod tests {
         Stream::new(headers, connection, 5)
     }
 
-    const PLUGIN: PluginView<'static> = PluginView {
-        name: "p",
-        root_id: "r",
-        vm_id: "v",
-    };
+    const PLUGIN: PluginView<'static> = PluginView { name: "p", root_id: "r", vm_id: "v" };
 
     #[test]
     fn envoy_attribute_paths() {
@@ -153,19 +129,8 @@ mod tests {
     #[test]
     fn set_properties_are_read_back_and_through_filter_state() {
         let mut s = stream();
-        s.properties
-            .insert(b"wasm_shield.request_id".to_vec(), b"id-1".to_vec());
-        assert_eq!(
-            get_property(b"wasm_shield.request_id", Some(&s), &PLUGIN),
-            Ok(b"id-1".to_vec())
-        );
-        assert_eq!(
-            get_property(
-                b"filter_state\0wasm.wasm_shield.request_id",
-                Some(&s),
-                &PLUGIN
-            ),
-            Ok(b"id-1".to_vec())
-        );
+        s.properties.insert(b"wasm_shield.request_id".to_vec(), b"id-1".to_vec());
+        assert_eq!(get_property(b"wasm_shield.request_id", Some(&s), &PLUGIN), Ok(b"id-1".to_vec()));
+        assert_eq!(get_property(b"filter_state\0wasm.wasm_shield.request_id", Some(&s), &PLUGIN), Ok(b"id-1".to_vec()));
     }
 }

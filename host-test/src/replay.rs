@@ -82,9 +82,9 @@ pub fn run_case(host: &mut Host, loaded: &LoadedCase) -> CaseResult {
     match (&case.expect_start, start) {
         (Some(expect), outcome) => {
             match (expect.fails, &outcome) {
-                (true, Ok(())) => failures.push(
-                    "expect_start.fails: the plugin started, but it was expected to refuse".into(),
-                ),
+                (true, Ok(())) => {
+                    failures.push("expect_start.fails: the plugin started, but it was expected to refuse".into())
+                }
                 (false, Err(reason)) => failures.push(format!("plugin failed to start: {reason}")),
                 _ => {}
             }
@@ -111,21 +111,10 @@ pub fn run_case(host: &mut Host, loaded: &LoadedCase) -> CaseResult {
     for (index, step) in case.steps.iter().enumerate() {
         let outcome = runner.step(step);
         let mismatches = check_step(&outcome, step.expect.as_ref());
-        result.steps.push(StepResult {
-            index,
-            name: step.name.clone(),
-            outcome,
-            mismatches,
-        });
+        result.steps.push(StepResult { index, name: step.name.clone(), outcome, mismatches });
     }
     result.passed = result.steps.iter().all(|s| s.mismatches.is_empty());
-    result.logs = runner
-        .world
-        .borrow()
-        .logs
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    result.logs = runner.world.borrow().logs.iter().map(ToString::to_string).collect();
     result.millis = started.elapsed().as_secs_f64() * 1e3;
     result
 }

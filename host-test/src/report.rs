@@ -12,10 +12,7 @@ pub fn lossy<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Err
 }
 
 /// Serializes byte pairs as lossy text pairs.
-pub fn lossy_pairs<S: Serializer>(
-    pairs: &crate::abi::Pairs,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub fn lossy_pairs<S: Serializer>(pairs: &crate::abi::Pairs, serializer: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeSeq;
     let mut seq = serializer.serialize_seq(Some(pairs.len()))?;
     for (k, v) in pairs {
@@ -30,12 +27,7 @@ pub fn text(results: &[CaseResult]) -> String {
     let mut out = String::new();
     for result in results {
         let verdict = if result.passed { "PASS" } else { "FAIL" };
-        let _ = writeln!(
-            out,
-            "{verdict} {} ({:.1} ms)",
-            result.label(),
-            result.millis
-        );
+        let _ = writeln!(out, "{verdict} {} ({:.1} ms)", result.label(), result.millis);
         if result.passed {
             continue;
         }
@@ -46,11 +38,7 @@ pub fn text(results: &[CaseResult]) -> String {
         }
         for step in &result.steps {
             for mismatch in &step.mismatches {
-                let label = step
-                    .name
-                    .as_deref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default();
+                let label = step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
                 let _ = writeln!(out, "    step {}{label}: {mismatch}", step.index + 1);
             }
         }
@@ -76,44 +64,21 @@ pub fn table(results: &[CaseResult]) -> String {
                 row.2 += usize::from(result.passed);
                 row.3 += result.millis;
             }
-            _ => rows.push((
-                result.file.clone(),
-                1,
-                usize::from(result.passed),
-                result.millis,
-            )),
+            _ => rows.push((result.file.clone(), 1, usize::from(result.passed), result.millis)),
         }
     }
-    let width = rows
-        .iter()
-        .map(|r| r.0.len())
-        .max()
-        .unwrap_or(0)
-        .max("total".len());
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("total".len());
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<width$}  {:>5}  {:>6}  {:>6}  {:>9}",
-        "fixture file", "cases", "passed", "failed", "ms"
-    );
+    let _ = writeln!(out, "{:<width$}  {:>5}  {:>6}  {:>6}  {:>9}", "fixture file", "cases", "passed", "failed", "ms");
     let _ = writeln!(out, "{}", "-".repeat(width + 36));
     for (file, cases, passed, millis) in &rows {
-        let _ = writeln!(
-            out,
-            "{file:<width$}  {cases:>5}  {passed:>6}  {:>6}  {millis:>9.1}",
-            cases - passed
-        );
+        let _ = writeln!(out, "{file:<width$}  {cases:>5}  {passed:>6}  {:>6}  {millis:>9.1}", cases - passed);
     }
     let cases: usize = rows.iter().map(|r| r.1).sum();
     let passed: usize = rows.iter().map(|r| r.2).sum();
     let millis: f64 = rows.iter().map(|r| r.3).sum();
     let _ = writeln!(out, "{}", "-".repeat(width + 36));
-    let _ = writeln!(
-        out,
-        "{:<width$}  {cases:>5}  {passed:>6}  {:>6}  {millis:>9.1}",
-        "total",
-        cases - passed
-    );
+    let _ = writeln!(out, "{:<width$}  {cases:>5}  {passed:>6}  {:>6}  {millis:>9.1}", "total", cases - passed);
     out
 }
 
@@ -146,11 +111,7 @@ pub fn junit(results: &[CaseResult]) -> String {
     files.dedup();
     let failures = results.iter().filter(|r| !r.passed).count();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"host-test\" tests=\"{}\" failures=\"{failures}\">",
-        results.len()
-    );
+    let _ = writeln!(out, "<testsuites name=\"host-test\" tests=\"{}\" failures=\"{failures}\">", results.len());
     for file in files {
         let cases: Vec<&CaseResult> = results.iter().filter(|r| r.file == file).collect();
         let failed = cases.iter().filter(|r| !r.passed).count();
@@ -175,11 +136,7 @@ pub fn junit(results: &[CaseResult]) -> String {
             }
             let mut detail: Vec<String> = case.error.iter().cloned().collect();
             for step in &case.steps {
-                detail.extend(
-                    step.mismatches
-                        .iter()
-                        .map(|m| format!("step {}: {m}", step.index + 1)),
-                );
+                detail.extend(step.mismatches.iter().map(|m| format!("step {}: {m}", step.index + 1)));
             }
             let first = detail.first().cloned().unwrap_or_default();
             let _ = writeln!(
@@ -188,11 +145,8 @@ pub fn junit(results: &[CaseResult]) -> String {
                 xml_escape(&first),
                 xml_escape(&detail.join("\n"))
             );
-            let _ = writeln!(
-                out,
-                "      <system-out>{}</system-out>\n    </testcase>",
-                xml_escape(&case.logs.join("\n"))
-            );
+            let _ =
+                writeln!(out, "      <system-out>{}</system-out>\n    </testcase>", xml_escape(&case.logs.join("\n")));
         }
         out.push_str("  </testsuite>\n");
     }
@@ -206,9 +160,6 @@ mod tests {
 
     #[test]
     fn xml_is_escaped() {
-        assert_eq!(
-            xml_escape("a<b & \"c\"\u{1}"),
-            "a&lt;b &amp; &quot;c&quot;\\u{1}"
-        );
+        assert_eq!(xml_escape("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;\\u{1}");
     }
 }

@@ -13,14 +13,11 @@ use anyhow::{Result, anyhow};
 use serde::Serialize;
 
 use crate::abi::{ACTION_CONTINUE, LogLevel, Pairs};
-use crate::fixture::{
-    self, Case, FailurePolicy, GrpcCallAnswer, HttpCallAnswer, Request, Upstream,
-};
+use crate::fixture::{self, Case, FailurePolicy, GrpcCallAnswer, HttpCallAnswer, Request, Upstream};
 use crate::host::Host;
 use crate::stream::{Connection, HeaderMap, Stream};
 use crate::vm::{
-    Delivery, Effect, GrpcCallRequest, HttpCallRequest, LocalReply, PluginSpec, ROOT_CONTEXT_ID,
-    Vm, VmState,
+    Delivery, Effect, GrpcCallRequest, HttpCallRequest, LocalReply, PluginSpec, ROOT_CONTEXT_ID, Vm, VmState,
 };
 use crate::world::{LogLine, VmId, World};
 
@@ -45,10 +42,7 @@ pub struct Message {
 impl Message {
     /// The `:status` of a response.
     pub fn status(&self) -> Option<u16> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.parse().ok())
+        self.headers.iter().find(|(k, _)| k == ":status").and_then(|(_, v)| v.parse().ok())
     }
 }
 
@@ -121,10 +115,16 @@ enum Frame {
     Trailers,
 }
 
-/// What a filter holds back in one direction while it pauses.
+/// What a filter holds back in one direction while it pauses. Envoy maps a Wasm `Pause` from a
+/// headers callback to "stop all iteration": body and trailers that arrive meanwhile are
+/// buffered without calling the filter (`pending`), and handed to it in one piece once it
+/// continues. A `Pause` from a body callback buffers what the filter has seen (`body`).
 #[derive(Default, Debug)]
 struct Gate {
     headers: Option<bool>,
+    pending: Vec<u8>,
+    pending_end: bool,
+    pending_trailers: bool,
     body: Vec<u8>,
     end_seen: bool,
     end_forwarded: bool,
@@ -159,27 +159,10 @@ struct UpstreamAnswer {
 }
 
 enum Event {
-    HttpResponse {
-        vm: VmId,
-        call: HttpCallRequest,
-        answer: Option<fixture::CallResponse>,
-    },
-    Grpc {
-        vm: VmId,
-        call: GrpcCallRequest,
-        answer: GrpcCallAnswer,
-        close: bool,
-    },
-    GrpcFailure {
-        vm: VmId,
-        context: u32,
-        token: u32,
-        status: u32,
-    },
-    QueueReady {
-        vm: VmId,
-        queue: u32,
-    },
+    HttpResponse { vm: VmId, call: HttpCallRequest, answer: Option<fixture::CallResponse> },
+    Grpc { vm: VmId, call: GrpcCallRequest, answer: GrpcCallAnswer, close: bool },
+    GrpcFailure { vm: VmId, context: u32, token: u32, status: u32 },
+    QueueReady { vm: VmId, queue: u32 },
 }
 
 struct PendingHttp {
@@ -215,10 +198,30 @@ pub struct Runner {
 }
 
 fn bytes_pairs(list: &fixture::HeaderList) -> Pairs {
-    list.0
-        .iter()
-        .map(|(k, v)| (k.as_bytes().to_ascii_lowercase(), v.as_bytes().to_vec()))
-        .collect()
+    list.0.iter().map(|(k, v)| (k.as_bytes().to_ascii_lowercase(), v.as_bytes().to_vec())).collect()
+}
+
+/// Response headers as Envoy hands them to filters (and to an http call's callback) from an
+/// HTTP/1.1 upstream: `:status`, the upstream's headers with the framing it sent, and the
+/// `x-envoy-upstream-service-time` the router sets.
+fn upstream_response_headers(
+    status: u16,
+    headers: Pairs,
+    body_length: usize,
+    trailers: bool,
+    elapsed_ms: u64,
+) -> HeaderMap {
+    let framed = headers.iter().any(|(k, _)| k == b"content-length" || k == b"transfer-encoding");
+    let mut all = vec![(b":status".to_vec(), status.to_string().into_bytes())];
+    all.extend(headers);
+    if !framed && trailers {
+        all.push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
+    } else if !framed {
+        all.push((b"content-length".to_vec(), body_length.to_string().into_bytes()));
+    }
+    let mut map = HeaderMap::from_pairs(all);
+    map.replace(b"x-envoy-upstream-service-time", elapsed_ms.to_string().as_bytes());
+    map
 }
 
 impl Runner {
@@ -254,20 +257,14 @@ impl Runner {
             let path = host
                 .resolve(&filter.name, filter.wasm.as_deref(), fixture_dir)
                 .map_err(|e| anyhow!("filters[{position}] ({}): {e}", filter.name))?;
-            modules.push(
-                host.module(&path)
-                    .map_err(|e| anyhow!("filters[{position}] ({}): {e:#}", filter.name))?,
-            );
+            modules.push(host.module(&path).map_err(|e| anyhow!("filters[{position}] ({}): {e:#}", filter.name))?);
             let configuration = match (&filter.config_raw, &filter.config) {
                 (Some(raw), _) => raw.clone().into_bytes(),
                 (None, Some(value)) => serde_json::to_vec(value)?,
                 (None, None) => Vec::new(),
             };
             specs.push(Rc::new(PluginSpec {
-                name: filter
-                    .plugin_name
-                    .clone()
-                    .unwrap_or_else(|| filter.name.clone()),
+                name: filter.plugin_name.clone().unwrap_or_else(|| filter.name.clone()),
                 root_id: filter.root_id.clone().unwrap_or_default(),
                 vm_id: filter.vm_id.clone().unwrap_or_default(),
                 configuration,
@@ -275,11 +272,7 @@ impl Runner {
                     Some(value) => serde_json::to_vec(value)?,
                     None => Vec::new(),
                 },
-                env: filter
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                env: filter.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 fail_open: filter.failure_policy == FailurePolicy::FailOpen,
                 log_level: filter.log_level.unwrap_or(LogLevel::Trace),
             }));
@@ -290,12 +283,9 @@ impl Runner {
             for (filter, (pre, spec)) in modules.iter().zip(&specs).enumerate() {
                 let vm_id = VmId { worker, filter };
                 let state = VmState::new(spec.clone(), vm_id, world.clone(), seed);
-                let vm = Vm::instantiate(pre, state)
-                    .map_err(|e| anyhow!("filters[{filter}] ({}): {e:#}", spec.name))?;
-                slots.push(Slot {
-                    vm: Some(vm),
-                    spec: spec.clone(),
-                });
+                let vm =
+                    Vm::instantiate(pre, state).map_err(|e| anyhow!("filters[{filter}] ({}): {e:#}", spec.name))?;
+                slots.push(Slot { vm: Some(vm), spec: spec.clone() });
             }
             workers.push(slots);
         }
@@ -333,20 +323,15 @@ impl Runner {
                 let vm_config_len = slot.spec.vm_configuration.len() as i32;
                 let Some(vm) = slot.alive() else { continue };
                 let result = (|| -> Result<(), String> {
-                    vm.call(|c| &c.on_context_create, (ROOT_CONTEXT_ID as i32, 0))
-                        .map_err(|e| e.to_string())?;
+                    vm.call(|c| &c.on_context_create, (ROOT_CONTEXT_ID as i32, 0)).map_err(|e| e.to_string())?;
                     vm.store.data_mut().starting = true;
-                    let started =
-                        vm.call(|c| &c.on_vm_start, (ROOT_CONTEXT_ID as i32, vm_config_len));
+                    let started = vm.call(|c| &c.on_vm_start, (ROOT_CONTEXT_ID as i32, vm_config_len));
                     vm.store.data_mut().starting = false;
                     if started.map_err(|e| e.to_string())? == Some(0) {
-                        return Err(format!(
-                            "{name}: proxy_on_vm_start returned false: the VM refused to start"
-                        ));
+                        return Err(format!("{name}: proxy_on_vm_start returned false: the VM refused to start"));
                     }
                     vm.store.data_mut().configuring = true;
-                    let configured =
-                        vm.call(|c| &c.on_configure, (ROOT_CONTEXT_ID as i32, config_len));
+                    let configured = vm.call(|c| &c.on_configure, (ROOT_CONTEXT_ID as i32, config_len));
                     vm.store.data_mut().configuring = false;
                     if configured.map_err(|e| e.to_string())? == Some(0) {
                         return Err(format!(
@@ -392,13 +377,7 @@ impl Runner {
                 worker
             });
             let max_wait = step.max_wait.map(|d| d.0).unwrap_or(DEFAULT_MAX_WAIT);
-            self.run_request(
-                worker,
-                request,
-                step.upstream.as_ref(),
-                max_wait,
-                &mut outcome,
-            );
+            self.run_request(worker, request, step.upstream.as_ref(), max_wait, &mut outcome);
         }
         self.step_http.clear();
         self.step_grpc.clear();
@@ -424,16 +403,9 @@ impl Runner {
         outcome: &mut StepOutcome,
     ) {
         let connection = Connection {
-            source: request
-                .source
-                .as_deref()
-                .unwrap_or(fixture::DEFAULT_SOURCE)
-                .parse()
-                .unwrap_or_else(|_| {
-                    fixture::DEFAULT_SOURCE
-                        .parse()
-                        .unwrap_or(std::net::SocketAddr::from(([203, 0, 113, 1], 40000)))
-                }),
+            source: request.source.as_deref().unwrap_or(fixture::DEFAULT_SOURCE).parse().unwrap_or_else(|_| {
+                fixture::DEFAULT_SOURCE.parse().unwrap_or(std::net::SocketAddr::from(([203, 0, 113, 1], 40000)))
+            }),
             destination: request
                 .destination
                 .as_deref()
@@ -441,51 +413,34 @@ impl Runner {
                 .parse()
                 .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 10000))),
             id: self.next_connection_id,
-            protocol: request
-                .protocol
-                .clone()
-                .unwrap_or_else(|| "HTTP/1.1".into()),
+            protocol: request.protocol.clone().unwrap_or_else(|| "HTTP/1.1".into()),
         };
         self.next_connection_id += 1;
-        // Envoy's connection manager hands filters the pseudo-headers, then x-forwarded-proto.
+        // The map Envoy's connection manager hands the filters: the pseudo-headers, the client's
+        // headers in order (with the framing an HTTP/1.1 client adds to a body), then the
+        // x-forwarded-proto it appends.
         let mut headers: Pairs = vec![
-            (
-                b":authority".to_vec(),
-                request.authority.as_bytes().to_vec(),
-            ),
+            (b":authority".to_vec(), request.authority.as_bytes().to_vec()),
             (b":path".to_vec(), request.path.as_bytes().to_vec()),
             (b":method".to_vec(), request.method.as_bytes().to_vec()),
             (b":scheme".to_vec(), request.scheme.as_bytes().to_vec()),
-            (
-                b"x-forwarded-proto".to_vec(),
-                request.scheme.as_bytes().to_vec(),
-            ),
         ];
         headers.extend(bytes_pairs(&request.headers));
-        // What an HTTP/1.1 client sends with a body, and Envoy hands the filters.
-        let body_length: usize = request.body.chunks().iter().map(|c| c.len()).sum();
-        let framed = headers
-            .iter()
-            .any(|(k, _)| k == b"content-length" || k == b"transfer-encoding");
-        if !framed && request.trailers.0.is_empty() && body_length > 0 {
-            headers.push((
-                b"content-length".to_vec(),
-                body_length.to_string().into_bytes(),
-            ));
+        let chunks = request.body.chunks();
+        let body_length: usize = chunks.iter().map(|c| c.len()).sum();
+        let framed = headers.iter().any(|(k, _)| k == b"content-length" || k == b"transfer-encoding");
+        if !framed && (!request.trailers.0.is_empty() || chunks.len() > 1) {
+            headers.push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
+        } else if !framed && body_length > 0 {
+            headers.push((b"content-length".to_vec(), body_length.to_string().into_bytes()));
         }
-        let stream = Rc::new(RefCell::new(Stream::new(
-            HeaderMap::from_pairs(headers),
-            connection,
-            self.now(),
-        )));
+        if !headers.iter().any(|(k, _)| k == b"x-forwarded-proto") {
+            headers.push((b"x-forwarded-proto".to_vec(), request.scheme.as_bytes().to_vec()));
+        }
+        let stream = Rc::new(RefCell::new(Stream::new(HeaderMap::from_pairs(headers), connection, self.now())));
         let filters = self.workers[worker].len();
         let answer = upstream.map_or(
-            UpstreamAnswer {
-                status: 200,
-                headers: Vec::new(),
-                body: Vec::new(),
-                trailers: Vec::new(),
-            },
+            UpstreamAnswer { status: 200, headers: Vec::new(), body: Vec::new(), trailers: Vec::new() },
             |u| UpstreamAnswer {
                 status: u.status,
                 headers: bytes_pairs(&u.headers),
@@ -514,10 +469,7 @@ impl Runner {
             };
             let context = vm.new_context_id();
             vm.store.data_mut().streams.insert(context, stream.clone());
-            let created = vm.call(
-                |c| &c.on_context_create,
-                (context as i32, ROOT_CONTEXT_ID as i32),
-            );
+            let created = vm.call(|c| &c.on_context_create, (context as i32, ROOT_CONTEXT_ID as i32));
             if let Some(flight) = self.flight.as_mut() {
                 flight.contexts[filter] = Some(context);
             }
@@ -526,28 +478,18 @@ impl Runner {
             }
         }
 
-        let chunks: Vec<Vec<u8>> = request
-            .body
-            .chunks()
-            .iter()
-            .map(|c| c.as_bytes().to_vec())
-            .collect();
+        let chunks: Vec<Vec<u8>> = request.body.chunks().iter().map(|c| c.as_bytes().to_vec()).collect();
         let trailers = bytes_pairs(&request.trailers);
-        self.decode(
-            0,
-            Frame::Headers {
-                end_of_stream: chunks.is_empty() && trailers.is_empty(),
-            },
-        );
+        // Envoy's HTTP/1 codec ends a body with an empty data frame; HTTP/2 ends it on the last one.
+        let http1 = request.protocol.as_deref() != Some("HTTP/2");
+        self.decode(0, Frame::Headers { end_of_stream: chunks.is_empty() && trailers.is_empty() });
         let last = chunks.len();
         for (index, chunk) in chunks.into_iter().enumerate() {
-            self.decode(
-                0,
-                Frame::Data {
-                    bytes: chunk,
-                    end_of_stream: index + 1 == last && trailers.is_empty(),
-                },
-            );
+            let end_of_stream = !http1 && index + 1 == last && trailers.is_empty();
+            self.decode(0, Frame::Data { bytes: chunk, end_of_stream });
+        }
+        if http1 && last > 0 && trailers.is_empty() {
+            self.decode(0, Frame::Data { bytes: Vec::new(), end_of_stream: true });
         }
         if !trailers.is_empty() {
             stream.borrow_mut().request_trailers = HeaderMap::from_pairs(trailers);
@@ -579,22 +521,24 @@ impl Runner {
         outcome.reset = flight.reset;
         outcome.local_reply = flight.local_reply.clone();
         outcome.upstream_request = flight.upstream.clone();
-        outcome.response = if flight.client_complete {
-            flight.client.clone()
-        } else {
-            None
-        };
+        outcome.response = if flight.client_complete { flight.client.clone() } else { None };
         self.finish_contexts(worker, &flight.contexts);
         // Calls made while finishing (in proxy_on_done or proxy_on_log) are answered now.
         self.pump();
     }
 
-    /// `proxy_on_done`, then `proxy_on_log` and `proxy_on_delete` on every context of a stream.
-    /// A context whose `proxy_on_done` returns false lives on until it calls `proxy_done`.
+    /// The end of a stream as Envoy 1.40 runs it: `proxy_on_log` on every filter's context
+    /// (access logging), then per filter `proxy_on_done` and `proxy_on_delete`. A context whose
+    /// `proxy_on_done` returns false is deleted only once it calls `proxy_done`.
     fn finish_contexts(&mut self, worker: usize, contexts: &[Option<u32>]) {
-        let mut finished = Vec::new();
+        for (filter, context) in contexts.iter().enumerate() {
+            if let Some(context) = *context {
+                self.log_and_delete(VmId { worker, filter }, context, false);
+            }
+        }
         for (filter, context) in contexts.iter().enumerate() {
             let Some(context) = *context else { continue };
+            let id = VmId { worker, filter };
             let Some(vm) = self.workers[worker][filter].alive() else {
                 continue;
             };
@@ -602,24 +546,17 @@ impl Runner {
             match vm.call(|c| &c.on_done, context as i32) {
                 Ok(Some(0)) => {
                     vm.store.data_mut().pending_done.insert(context);
+                    self.after_callback(id);
                 }
-                Ok(_) => finished.push((filter, context)),
-                Err(error) => self.record_trap(VmId { worker, filter }, &error.to_string()),
+                Ok(_) => {
+                    self.after_callback(id);
+                    self.log_and_delete(id, context, true);
+                }
+                Err(error) => {
+                    self.record_trap(id, &error.to_string());
+                    self.after_callback(id);
+                }
             }
-            self.after_callback(VmId { worker, filter });
-        }
-        for (filter, context) in &finished {
-            self.log_and_delete(
-                VmId {
-                    worker,
-                    filter: *filter,
-                },
-                *context,
-                false,
-            );
-        }
-        for (filter, context) in finished {
-            self.log_and_delete(VmId { worker, filter }, context, true);
         }
     }
 
@@ -628,11 +565,8 @@ impl Runner {
             return;
         };
         vm.store.data_mut().active_context = context;
-        let result = if delete {
-            vm.call(|c| &c.on_delete, context as i32)
-        } else {
-            vm.call(|c| &c.on_log, context as i32)
-        };
+        let result =
+            if delete { vm.call(|c| &c.on_delete, context as i32) } else { vm.call(|c| &c.on_log, context as i32) };
         if delete {
             vm.store.data_mut().streams.remove(&context);
             vm.store.data_mut().active_context = ROOT_CONTEXT_ID;
@@ -644,15 +578,11 @@ impl Runner {
     }
 
     fn flight_finished(&self) -> bool {
-        self.flight
-            .as_ref()
-            .is_none_or(|f| f.reset || f.client_complete)
+        self.flight.as_ref().is_none_or(|f| f.reset || f.client_complete)
     }
 
     fn stream_ended(&self) -> bool {
-        self.flight
-            .as_ref()
-            .is_none_or(|f| f.reset || f.local_reply.is_some())
+        self.flight.as_ref().is_none_or(|f| f.reset || f.local_reply.is_some())
     }
 
     /// Calls a stream callback of filter `filter` on the flight's worker. `Some(true)`: continue.
@@ -691,20 +621,13 @@ impl Runner {
         if slot.spec.fail_open {
             return;
         }
-        let reply = LocalReply {
-            status: 503,
-            details: "wasm_fail_stream".into(),
-            body: Vec::new(),
-            headers: Vec::new(),
-        };
+        let reply =
+            LocalReply { status: 503, details: "wasm_fail_stream".into(), body: Vec::new(), headers: Vec::new() };
         self.local_reply(filter, reply, false);
     }
 
     fn is_dead(&self, worker: usize, filter: usize) -> bool {
-        self.workers[worker][filter]
-            .vm
-            .as_ref()
-            .is_none_or(|vm| vm.failed.is_some())
+        self.workers[worker][filter].vm.as_ref().is_none_or(|vm| vm.failed.is_some())
     }
 
     /// Request frames at filter `filter` (the router after the last).
@@ -751,10 +674,7 @@ impl Runner {
                     client.headers = stream.response_headers.to_strings();
                     flight.client_complete = end_of_stream;
                 }
-                Frame::Data {
-                    bytes,
-                    end_of_stream,
-                } => {
+                Frame::Data { bytes, end_of_stream } => {
                     client.body.push_str(&String::from_utf8_lossy(&bytes));
                     flight.client_complete = end_of_stream;
                 }
@@ -779,21 +699,11 @@ impl Runner {
     }
 
     /// Hands a frame to a filter's callback; what it does not pass on stays in its gate.
-    fn absorb(
-        &mut self,
-        filter: usize,
-        frame: Frame,
-        response: bool,
-        stream: &Rc<RefCell<Stream>>,
-    ) -> Option<bool> {
+    /// `Some(true)`: the callback continued; `Some(false)`: it paused or the frame was held.
+    fn absorb(&mut self, filter: usize, frame: Frame, response: bool, stream: &Rc<RefCell<Stream>>) -> Option<bool> {
         // A local reply during the callback replaces the response: the frame is then void.
         let generation = self.flight.as_ref()?.generation;
-        let current = |runner: &Runner| {
-            runner
-                .flight
-                .as_ref()
-                .is_some_and(|f| f.generation == generation)
-        };
+        let current = |runner: &Runner| runner.flight.as_ref().is_some_and(|f| f.generation == generation);
         match frame {
             Frame::Headers { end_of_stream } => {
                 let count = if response {
@@ -804,25 +714,14 @@ impl Runner {
                 let eos = end_of_stream as i32;
                 let proceed = self.stream_callback(filter, |vm, ctx| {
                     vm.call(
-                        |c| {
-                            if response {
-                                &c.on_response_headers
-                            } else {
-                                &c.on_request_headers
-                            }
-                        },
+                        |c| if response { &c.on_response_headers } else { &c.on_request_headers },
                         (ctx, count as i32, eos),
                     )
                 });
                 if !current(self) {
                     return None;
                 }
-                let flight = self.flight.as_mut()?;
-                let g = if response {
-                    &mut flight.encode[filter]
-                } else {
-                    &mut flight.decode[filter]
-                };
+                let g = self.gate(filter, response)?;
                 g.headers = Some(end_of_stream);
                 if end_of_stream {
                     g.end_seen = true;
@@ -830,65 +729,30 @@ impl Runner {
                 }
                 proceed
             }
-            Frame::Data {
-                bytes,
-                end_of_stream,
-            } => {
-                let flight = self.flight.as_mut()?;
-                let g = if response {
-                    &mut flight.encode[filter]
-                } else {
-                    &mut flight.decode[filter]
-                };
-                g.body.extend_from_slice(&bytes);
-                g.end_seen |= end_of_stream;
-                let buffered = std::mem::take(&mut g.body);
-                let size = buffered.len() as i32;
+            Frame::Data { bytes, end_of_stream } => {
                 {
                     let mut s = stream.borrow_mut();
                     if response {
-                        s.response_body = buffered;
                         s.response_body_size += bytes.len() as u64;
                     } else {
-                        s.request_body = buffered;
                         s.request_body_size += bytes.len() as u64;
                     }
                 }
-                let eos = end_of_stream as i32;
-                let proceed = self.stream_callback(filter, |vm, ctx| {
-                    vm.call(
-                        |c| {
-                            if response {
-                                &c.on_response_body
-                            } else {
-                                &c.on_request_body
-                            }
-                        },
-                        (ctx, size, eos),
-                    )
-                });
-                let body = {
-                    let mut s = stream.borrow_mut();
-                    std::mem::take(if response {
-                        &mut s.response_body
-                    } else {
-                        &mut s.request_body
-                    })
-                };
-                if !current(self) {
-                    return None;
+                let g = self.gate(filter, response)?;
+                if g.headers.is_some() {
+                    // Headers are paused: Envoy holds the data without calling the filter.
+                    g.pending.extend_from_slice(&bytes);
+                    g.pending_end |= end_of_stream;
+                    return Some(false);
                 }
-                let flight = self.flight.as_mut()?;
-                let g = if response {
-                    &mut flight.encode[filter]
-                } else {
-                    &mut flight.decode[filter]
-                };
-                // Whatever was released meanwhile (a continue inside the callback) went first.
-                g.body.splice(0..0, body);
-                proceed
+                self.body_callback(filter, response, stream, bytes, end_of_stream, current)
             }
             Frame::Trailers => {
+                let g = self.gate(filter, response)?;
+                if g.headers.is_some() {
+                    g.pending_trailers = true;
+                    return Some(false);
+                }
                 let count = if response {
                     stream.borrow().response_trailers.len()
                 } else {
@@ -896,25 +760,14 @@ impl Runner {
                 };
                 let proceed = self.stream_callback(filter, |vm, ctx| {
                     vm.call(
-                        |c| {
-                            if response {
-                                &c.on_response_trailers
-                            } else {
-                                &c.on_request_trailers
-                            }
-                        },
+                        |c| if response { &c.on_response_trailers } else { &c.on_request_trailers },
                         (ctx, count as i32),
                     )
                 });
                 if !current(self) {
                     return None;
                 }
-                let flight = self.flight.as_mut()?;
-                let g = if response {
-                    &mut flight.encode[filter]
-                } else {
-                    &mut flight.decode[filter]
-                };
+                let g = self.gate(filter, response)?;
                 g.trailers_seen = true;
                 g.end_seen = true;
                 proceed
@@ -922,8 +775,47 @@ impl Runner {
         }
     }
 
-    /// Passes on everything filter `filter` holds in one direction: headers, the buffered
-    /// body, trailers — as Envoy does when a filter continues.
+    /// A body callback: the filter sees everything it buffered so far plus `bytes`.
+    fn body_callback(
+        &mut self,
+        filter: usize,
+        response: bool,
+        stream: &Rc<RefCell<Stream>>,
+        bytes: Vec<u8>,
+        end_of_stream: bool,
+        current: impl Fn(&Runner) -> bool,
+    ) -> Option<bool> {
+        let flight = self.flight.as_mut()?;
+        let g = if response { &mut flight.encode[filter] } else { &mut flight.decode[filter] };
+        g.body.extend_from_slice(&bytes);
+        g.end_seen |= end_of_stream;
+        let buffered = std::mem::take(&mut g.body);
+        let size = buffered.len() as i32;
+        {
+            let mut s = stream.borrow_mut();
+            *(if response { &mut s.response_body } else { &mut s.request_body }) = buffered;
+        }
+        let eos = end_of_stream as i32;
+        let proceed = self.stream_callback(filter, |vm, ctx| {
+            vm.call(|c| if response { &c.on_response_body } else { &c.on_request_body }, (ctx, size, eos))
+        });
+        let body = {
+            let mut s = stream.borrow_mut();
+            std::mem::take(if response { &mut s.response_body } else { &mut s.request_body })
+        };
+        if !current(self) {
+            return None;
+        }
+        let flight = self.flight.as_mut()?;
+        let g = if response { &mut flight.encode[filter] } else { &mut flight.decode[filter] };
+        // Whatever was released meanwhile (a continue inside the callback) went first.
+        g.body.splice(0..0, body);
+        proceed
+    }
+
+    /// Passes on everything filter `filter` holds in one direction — as Envoy does when a
+    /// filter continues: its headers, then the data and trailers that waited behind them (given
+    /// to this filter first, in one piece), or the body it buffered and its trailers.
     fn release(&mut self, filter: usize, response: bool) {
         loop {
             if !response && self.stream_ended() {
@@ -932,31 +824,65 @@ impl Runner {
             let Some(flight) = self.flight.as_mut() else {
                 return;
             };
-            let g = if response {
-                &mut flight.encode[filter]
-            } else {
-                &mut flight.decode[filter]
-            };
-            let frame = if let Some(end_of_stream) = g.headers.take() {
-                Frame::Headers { end_of_stream }
-            } else if !g.body.is_empty() || (g.end_seen && !g.end_forwarded && !g.trailers_seen) {
+            let stream = flight.stream.clone();
+            let g = if response { &mut flight.encode[filter] } else { &mut flight.decode[filter] };
+            if let Some(end_of_stream) = g.headers.take() {
+                let waiting = (std::mem::take(&mut g.pending), g.pending_end, g.pending_trailers);
+                g.pending_end = false;
+                g.pending_trailers = false;
+                self.forward(filter, response, Frame::Headers { end_of_stream });
+                let (data, end, trailers) = waiting;
+                if !data.is_empty() || end {
+                    // The data that waited reaches this filter now, with the end of stream
+                    // unless trailers follow.
+                    let generation = self.flight.as_ref().map(|f| f.generation);
+                    let current = move |runner: &Runner| runner.flight.as_ref().map(|f| f.generation) == generation;
+                    if self.body_callback(filter, response, &stream, data, end && !trailers, current) != Some(true) {
+                        if trailers {
+                            self.hold_trailers(filter, response);
+                        }
+                        return;
+                    }
+                }
+                if trailers {
+                    if self.absorb(filter, Frame::Trailers, response, &stream) != Some(true) {
+                        return;
+                    }
+                }
+                continue;
+            }
+            let frame = if !g.body.is_empty() || (g.end_seen && !g.end_forwarded && !g.trailers_seen) {
                 let end_of_stream = g.end_seen && !g.trailers_seen;
                 g.end_forwarded |= end_of_stream;
-                Frame::Data {
-                    bytes: std::mem::take(&mut g.body),
-                    end_of_stream,
-                }
+                Frame::Data { bytes: std::mem::take(&mut g.body), end_of_stream }
             } else if g.trailers_seen && !g.trailers_forwarded {
                 g.trailers_forwarded = true;
                 Frame::Trailers
             } else {
                 return;
             };
-            if response {
-                self.encode(filter.checked_sub(1), frame);
-            } else {
-                self.decode(filter + 1, frame);
-            }
+            self.forward(filter, response, frame);
+        }
+    }
+
+    /// Trailers that arrived while a filter paused, kept for when it continues its body.
+    fn hold_trailers(&mut self, filter: usize, response: bool) {
+        if let Some(flight) = self.flight.as_mut() {
+            let g = if response { &mut flight.encode[filter] } else { &mut flight.decode[filter] };
+            g.pending_trailers = true;
+        }
+    }
+
+    fn gate(&mut self, filter: usize, response: bool) -> Option<&mut Gate> {
+        let flight = self.flight.as_mut()?;
+        Some(if response { &mut flight.encode[filter] } else { &mut flight.decode[filter] })
+    }
+
+    fn forward(&mut self, filter: usize, response: bool, frame: Frame) {
+        if response {
+            self.encode(filter.checked_sub(1), frame);
+        } else {
+            self.decode(filter + 1, frame);
         }
     }
 
@@ -973,10 +899,7 @@ impl Runner {
                 upstream.headers = stream.borrow().request_headers.to_strings();
                 end_of_stream
             }
-            Frame::Data {
-                bytes,
-                end_of_stream,
-            } => {
+            Frame::Data { bytes, end_of_stream } => {
                 upstream.body.push_str(&String::from_utf8_lossy(&bytes));
                 end_of_stream
             }
@@ -995,34 +918,25 @@ impl Runner {
         let last = flight.contexts.len().checked_sub(1);
         {
             let mut s = stream.borrow_mut();
-            let mut headers = vec![(b":status".to_vec(), answer.status.to_string().into_bytes())];
-            headers.extend(answer.headers);
-            let mut map = HeaderMap::from_pairs(headers);
-            // Envoy's router sets this on every upstream response, before the filters see it.
             let elapsed_ms = (self.world.borrow().now_ns.saturating_sub(s.start_ns)) / 1_000_000;
-            map.replace(
-                b"x-envoy-upstream-service-time",
-                elapsed_ms.to_string().as_bytes(),
+            s.response_headers = upstream_response_headers(
+                answer.status,
+                answer.headers,
+                answer.body.len(),
+                !answer.trailers.is_empty(),
+                elapsed_ms,
             );
-            s.response_headers = map;
             s.response_started = true;
         }
         let body_follows = !answer.body.is_empty();
         let trailers_follow = !answer.trailers.is_empty();
-        self.encode(
-            last,
-            Frame::Headers {
-                end_of_stream: !body_follows && !trailers_follow,
-            },
-        );
+        self.encode(last, Frame::Headers { end_of_stream: !body_follows && !trailers_follow });
         if body_follows {
-            self.encode(
-                last,
-                Frame::Data {
-                    bytes: answer.body,
-                    end_of_stream: !trailers_follow,
-                },
-            );
+            // The upstream speaks HTTP/1.1: the body ends with an empty data frame.
+            self.encode(last, Frame::Data { bytes: answer.body, end_of_stream: false });
+            if !trailers_follow {
+                self.encode(last, Frame::Data { bytes: Vec::new(), end_of_stream: true });
+            }
         }
         if trailers_follow {
             stream.borrow_mut().response_trailers = HeaderMap::from_pairs(answer.trailers);
@@ -1043,20 +957,12 @@ impl Runner {
         let stream = flight.stream.clone();
         let during_response = stream.borrow().response_started;
         let mut headers: Pairs = vec![(b":status".to_vec(), reply.status.to_string().into_bytes())];
-        headers.extend(
-            reply
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
-        );
+        headers.extend(reply.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
         if !reply.body.is_empty() && !headers.iter().any(|(k, _)| k == b"content-type") {
             headers.push((b"content-type".to_vec(), b"text/plain".to_vec()));
         }
         if !reply.body.is_empty() {
-            headers.push((
-                b"content-length".to_vec(),
-                reply.body.len().to_string().into_bytes(),
-            ));
+            headers.push((b"content-length".to_vec(), reply.body.len().to_string().into_bytes()));
         }
         let header_map = HeaderMap::from_pairs(headers);
         flight.local_reply = Some(LocalReplyRecord {
@@ -1076,26 +982,11 @@ impl Runner {
             s.response_trailers = HeaderMap::default();
             s.response_started = true;
         }
-        let first = if sender_alive && !during_response {
-            Some(filter)
-        } else {
-            filter.checked_sub(1)
-        };
+        let first = if sender_alive && !during_response { Some(filter) } else { filter.checked_sub(1) };
         let body = reply.body;
-        self.encode(
-            first,
-            Frame::Headers {
-                end_of_stream: body.is_empty(),
-            },
-        );
+        self.encode(first, Frame::Headers { end_of_stream: body.is_empty() });
         if !body.is_empty() {
-            self.encode(
-                first,
-                Frame::Data {
-                    bytes: body,
-                    end_of_stream: true,
-                },
-            );
+            self.encode(first, Frame::Data { bytes: body, end_of_stream: true });
         }
     }
 
@@ -1115,10 +1006,7 @@ impl Runner {
             })
             .map(|l| format!(" (last error: {})", l.message))
             .unwrap_or_default();
-        self.traps.push(format!(
-            "{name} on worker {} trapped: {error}{panic_line}",
-            id.worker
-        ));
+        self.traps.push(format!("{name} on worker {} trapped: {error}{panic_line}", id.worker));
     }
 
     /// Carries out what the last callback of VM `id` asked for.
@@ -1139,9 +1027,8 @@ impl Runner {
     /// The filter position of `context` in the flight, if it is a context of the flight.
     fn flight_filter(&self, id: VmId, context: u32) -> Option<usize> {
         let flight = self.flight.as_ref()?;
-        (flight.worker == id.worker
-            && flight.contexts.get(id.filter).copied().flatten() == Some(context))
-        .then_some(id.filter)
+        (flight.worker == id.worker && flight.contexts.get(id.filter).copied().flatten() == Some(context))
+            .then_some(id.filter)
     }
 
     fn apply(&mut self, id: VmId, effect: Effect) {
@@ -1177,35 +1064,19 @@ impl Runner {
                     method: header(b":method"),
                     path: header(b":path"),
                 });
-                let timeout_at = (call.timeout_ms > 0)
-                    .then(|| self.now() + u64::from(call.timeout_ms) * 1_000_000);
-                self.pending_http.push(PendingHttp {
-                    vm: id,
-                    call,
-                    timeout_at,
-                    answer_at: None,
-                });
+                let timeout_at = (call.timeout_ms > 0).then(|| self.now() + u64::from(call.timeout_ms) * 1_000_000);
+                self.pending_http.push(PendingHttp { vm: id, call, timeout_at, answer_at: None });
                 self.answer_pending();
             }
             Effect::GrpcCall(call) => {
-                let timeout_at = (call.timeout_ms > 0)
-                    .then(|| self.now() + u64::from(call.timeout_ms) * 1_000_000);
+                let timeout_at = (call.timeout_ms > 0).then(|| self.now() + u64::from(call.timeout_ms) * 1_000_000);
                 let unary = call.token % 2 == 1;
-                self.pending_grpc.push(PendingGrpc {
-                    vm: id,
-                    call,
-                    timeout_at,
-                });
+                self.pending_grpc.push(PendingGrpc { vm: id, call, timeout_at });
                 if unary {
                     self.answer_pending();
                 }
             }
-            Effect::GrpcSend {
-                token,
-                context,
-                message,
-                end_stream,
-            } => {
+            Effect::GrpcSend { token, context, message, end_stream } => {
                 let found = self
                     .pending_grpc
                     .iter()
@@ -1218,45 +1089,27 @@ impl Runner {
                         self.pending_grpc.remove(position);
                     }
                     if let Some(answer) = self.grpc_answer(&call) {
-                        self.events.push_back(Event::Grpc {
-                            vm: id,
-                            call,
-                            answer,
-                            close: end_stream,
-                        });
+                        self.events.push_back(Event::Grpc { vm: id, call, answer, close: end_stream });
                     }
                 }
             }
             Effect::GrpcCancel { token } => {
-                self.pending_grpc
-                    .retain(|p| !(p.vm == id && p.call.token == token));
+                self.pending_grpc.retain(|p| !(p.vm == id && p.call.token == token));
             }
-            Effect::Done { context } => {
-                self.log_and_delete(id, context, false);
-                self.log_and_delete(id, context, true);
-            }
+            Effect::Done { context } => self.log_and_delete(id, context, true),
         }
     }
 
     fn http_answer(&self, call: &HttpCallRequest) -> Option<HttpCallAnswer> {
-        let header = |name: &[u8]| {
-            call.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_slice())
-        };
+        let header = |name: &[u8]| call.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
         self.step_http
             .iter()
             .chain(&self.case_http)
             .find(|answer| {
                 let m = &answer.matcher;
                 m.cluster.as_deref().is_none_or(|c| c == call.cluster)
-                    && m.path
-                        .as_deref()
-                        .is_none_or(|p| header(b":path") == Some(p.as_bytes()))
-                    && m.method
-                        .as_deref()
-                        .is_none_or(|x| header(b":method") == Some(x.as_bytes()))
+                    && m.path.as_deref().is_none_or(|p| header(b":path") == Some(p.as_bytes()))
+                    && m.method.as_deref().is_none_or(|x| header(b":method") == Some(x.as_bytes()))
             })
             .cloned()
     }
@@ -1300,17 +1153,12 @@ impl Runner {
             };
             match answer.delay {
                 Some(delay) if !delay.0.is_zero() => {
-                    self.pending_http[position].answer_at =
-                        Some((now + delay.0.as_nanos() as u64, response));
+                    self.pending_http[position].answer_at = Some((now + delay.0.as_nanos() as u64, response));
                     position += 1;
                 }
                 _ => {
                     let pending = self.pending_http.remove(position);
-                    self.events.push_back(Event::HttpResponse {
-                        vm: pending.vm,
-                        call: pending.call,
-                        answer: response,
-                    });
+                    self.events.push_back(Event::HttpResponse { vm: pending.vm, call: pending.call, answer: response });
                 }
             }
         }
@@ -1320,12 +1168,7 @@ impl Runner {
             match (call.token % 2 == 1, self.grpc_answer(call)) {
                 (true, Some(answer)) => {
                     let pending = self.pending_grpc.remove(position);
-                    self.events.push_back(Event::Grpc {
-                        vm: pending.vm,
-                        call: pending.call,
-                        answer,
-                        close: true,
-                    });
+                    self.events.push_back(Event::Grpc { vm: pending.vm, call: pending.call, answer, close: true });
                 }
                 _ => position += 1,
             }
@@ -1358,74 +1201,52 @@ impl Runner {
             Event::HttpResponse { call, answer, .. } => {
                 let delivery = match answer {
                     Some(response) => {
-                        let mut headers = vec![(
-                            b":status".to_vec(),
-                            response.status.to_string().into_bytes(),
-                        )];
-                        headers.extend(bytes_pairs(&response.headers));
+                        let headers = upstream_response_headers(
+                            response.status,
+                            bytes_pairs(&response.headers),
+                            response.body.len(),
+                            !response.trailers.0.is_empty(),
+                            0,
+                        );
                         Delivery {
-                            headers,
+                            headers: headers.entries().clone(),
                             body: response.body.into_bytes(),
                             trailers: bytes_pairs(&response.trailers),
                         }
                     }
                     None => Delivery::default(),
                 };
-                let sizes = (
-                    delivery.headers.len() as i32,
-                    delivery.body.len() as i32,
-                    delivery.trailers.len() as i32,
-                );
+                let sizes = (delivery.headers.len() as i32, delivery.body.len() as i32, delivery.trailers.len() as i32);
                 vm.store.data_mut().delivery = Some(delivery);
-                let result = vm.call(
-                    |c| &c.on_http_call_response,
-                    (ctx, call.token as i32, sizes.0, sizes.1, sizes.2),
-                );
+                let result = vm.call(|c| &c.on_http_call_response, (ctx, call.token as i32, sizes.0, sizes.1, sizes.2));
                 vm.store.data_mut().delivery = None;
                 result.map(|_| ())
             }
-            Event::Grpc {
-                call,
-                answer,
-                close,
-                ..
-            } => (|| -> Result<()> {
+            Event::Grpc { call, answer, close, .. } => (|| -> Result<()> {
                 let token = call.token as i32;
                 let response = answer.response;
                 let initial = bytes_pairs(&response.initial_metadata);
                 if !initial.is_empty() {
                     let count = initial.len() as i32;
-                    vm.store.data_mut().delivery = Some(Delivery {
-                        headers: initial,
-                        ..Delivery::default()
-                    });
+                    vm.store.data_mut().delivery = Some(Delivery { headers: initial, ..Delivery::default() });
                     vm.call(|c| &c.on_grpc_receive_initial_metadata, (ctx, token, count))?;
                 }
                 if response.status == 0 && !response.message.is_empty() {
                     let size = response.message.len() as i32;
-                    vm.store.data_mut().delivery = Some(Delivery {
-                        body: response.message.into_bytes(),
-                        ..Delivery::default()
-                    });
+                    vm.store.data_mut().delivery =
+                        Some(Delivery { body: response.message.into_bytes(), ..Delivery::default() });
                     vm.call(|c| &c.on_grpc_receive, (ctx, token, size))?;
                 }
                 if close {
                     let trailing = bytes_pairs(&response.trailing_metadata);
                     if !trailing.is_empty() {
                         let count = trailing.len() as i32;
-                        vm.store.data_mut().delivery = Some(Delivery {
-                            trailers: trailing,
-                            ..Delivery::default()
-                        });
-                        vm.call(
-                            |c| &c.on_grpc_receive_trailing_metadata,
-                            (ctx, token, count),
-                        )?;
+                        vm.store.data_mut().delivery = Some(Delivery { trailers: trailing, ..Delivery::default() });
+                        vm.call(|c| &c.on_grpc_receive_trailing_metadata, (ctx, token, count))?;
                     }
                     vm.store.data_mut().delivery = None;
                     vm.store.data_mut().open_grpc.remove(&call.token);
-                    vm.store.data_mut().last_status =
-                        (response.status, response.status_message.into_bytes());
+                    vm.store.data_mut().last_status = (response.status, response.status_message.into_bytes());
                     vm.call(|c| &c.on_grpc_close, (ctx, token, response.status as i32))?;
                 }
                 vm.store.data_mut().delivery = None;
@@ -1434,12 +1255,9 @@ impl Runner {
             Event::GrpcFailure { token, status, .. } => {
                 vm.store.data_mut().open_grpc.remove(&token);
                 vm.store.data_mut().last_status = (status, b"deadline exceeded".to_vec());
-                vm.call(|c| &c.on_grpc_close, (ctx, token as i32, status as i32))
-                    .map(|_| ())
+                vm.call(|c| &c.on_grpc_close, (ctx, token as i32, status as i32)).map(|_| ())
             }
-            Event::QueueReady { queue, .. } => vm
-                .call(|c| &c.on_queue_ready, (ctx, queue as i32))
-                .map(|_| ()),
+            Event::QueueReady { queue, .. } => vm.call(|c| &c.on_queue_ready, (ctx, queue as i32)).map(|_| ()),
         };
         if let Err(error) = result {
             self.record_trap(id, &error.to_string());
@@ -1491,33 +1309,19 @@ impl Runner {
         let mut position = 0;
         while position < self.pending_http.len() {
             let pending = &self.pending_http[position];
-            let answered = pending
-                .answer_at
-                .as_ref()
-                .is_some_and(|(due, _)| *due <= at);
+            let answered = pending.answer_at.as_ref().is_some_and(|(due, _)| *due <= at);
             let timed_out = pending.timeout_at.is_some_and(|due| due <= at);
             if answered || timed_out {
                 let pending = self.pending_http.remove(position);
-                let answer = if answered {
-                    pending.answer_at.and_then(|(_, a)| a)
-                } else {
-                    None
-                };
-                self.events.push_back(Event::HttpResponse {
-                    vm: pending.vm,
-                    call: pending.call,
-                    answer,
-                });
+                let answer = if answered { pending.answer_at.and_then(|(_, a)| a) } else { None };
+                self.events.push_back(Event::HttpResponse { vm: pending.vm, call: pending.call, answer });
             } else {
                 position += 1;
             }
         }
         let mut position = 0;
         while position < self.pending_grpc.len() {
-            if self.pending_grpc[position]
-                .timeout_at
-                .is_some_and(|due| due <= at)
-            {
+            if self.pending_grpc[position].timeout_at.is_some_and(|due| due <= at) {
                 let pending = self.pending_grpc.remove(position);
                 // gRPC DEADLINE_EXCEEDED.
                 self.events.push_back(Event::GrpcFailure {
@@ -1565,9 +1369,6 @@ impl Runner {
 
     /// The plugin name of every filter, in chain order.
     pub fn filter_names(&self) -> Vec<String> {
-        self.workers
-            .first()
-            .map(|w| w.iter().map(|s| s.spec.name.clone()).collect())
-            .unwrap_or_default()
+        self.workers.first().map(|w| w.iter().map(|s| s.spec.name.clone()).collect()).unwrap_or_default()
     }
 }

@@ -15,12 +15,7 @@ pub struct HeaderMap {
 impl HeaderMap {
     /// A map from pairs, lowercasing the names.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> HeaderMap {
-        HeaderMap {
-            entries: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect(),
-        }
+        HeaderMap { entries: pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect() }
     }
 
     /// All entries in order.
@@ -45,43 +40,31 @@ impl HeaderMap {
 
     /// The first value of `name`.
     pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.entries.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.entries
-            .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.entries.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
-    /// Appends an entry.
+    /// Appends an entry; a pseudo-header goes after the other pseudo-headers, as Envoy keeps
+    /// them first.
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
-        self.entries
-            .push((name.to_ascii_lowercase(), value.to_vec()));
+        let entry = (name.to_ascii_lowercase(), value.to_vec());
+        if name.first() == Some(&b':') {
+            let at = self.entries.iter().position(|(k, _)| k.first() != Some(&b':')).unwrap_or(self.entries.len());
+            self.entries.insert(at, entry);
+        } else {
+            self.entries.push(entry);
+        }
     }
 
-    /// Sets `name` to `value`: the first occurrence is overwritten in place, later ones removed.
+    /// Sets `name` to `value` as Envoy's `setCopy` does: every occurrence is removed and one
+    /// entry is added at the end.
     pub fn replace(&mut self, name: &[u8], value: &[u8]) {
-        let mut seen = false;
-        self.entries.retain_mut(|(k, v)| {
-            if !k.eq_ignore_ascii_case(name) {
-                return true;
-            }
-            if seen {
-                return false;
-            }
-            seen = true;
-            *v = value.to_vec();
-            true
-        });
-        if !seen {
-            self.add(name, value);
-        }
+        self.remove(name);
+        self.add(name, value);
     }
 
     /// Removes every occurrence of `name`.
@@ -91,23 +74,14 @@ impl HeaderMap {
 
     /// Serialized for the ABI.
     pub fn encode(&self) -> Vec<u8> {
-        crate::abi::encode_pairs(
-            self.entries
-                .iter()
-                .map(|(k, v)| (k.as_slice(), v.as_slice())),
-        )
+        crate::abi::encode_pairs(self.entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
 
     /// Lossy string pairs, for reports.
     pub fn to_strings(&self) -> Vec<(String, String)> {
         self.entries
             .iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            })
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
             .collect()
     }
 }
@@ -178,9 +152,7 @@ impl Stream {
 
     /// The response code once response headers exist.
     pub fn response_code(&self) -> Option<i64> {
-        self.response_headers
-            .get(b":status")
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        self.response_headers.get(b":status").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
     }
 }
 
@@ -189,11 +161,7 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        HeaderMap::from_pairs(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
-        )
+        HeaderMap::from_pairs(pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())))
     }
 
     #[test]
@@ -202,10 +170,12 @@ mod tests {
         assert_eq!(headers.get(b"a"), Some(&b"1"[..]));
         assert_eq!(headers.get_all(b"A").count(), 2);
         headers.replace(b"a", b"9");
-        assert_eq!(headers, map(&[("a", "9"), ("b", "2")]));
+        assert_eq!(headers, map(&[("b", "2"), ("a", "9")]));
         headers.add(b"B", b"4");
         headers.remove(b"b");
         assert_eq!(headers, map(&[("a", "9")]));
+        headers.add(b":path", b"/");
+        assert_eq!(headers, map(&[(":path", "/"), ("a", "9")]));
         headers.replace(b"c", b"new");
         assert_eq!(headers.byte_size(), 2 + 4);
     }

@@ -103,12 +103,7 @@ pub enum Effect {
     /// `proxy_grpc_call` / `proxy_grpc_stream`.
     GrpcCall(GrpcCallRequest),
     /// `proxy_grpc_send` on a stream: the answer configured for the stream comes back.
-    GrpcSend {
-        token: u32,
-        context: u32,
-        message: Vec<u8>,
-        end_stream: bool,
-    },
+    GrpcSend { token: u32, context: u32, message: Vec<u8>, end_stream: bool },
     /// `proxy_grpc_cancel`/`proxy_grpc_close`: drop a gRPC call.
     GrpcCancel { token: u32 },
     /// `proxy_done` for a context whose `proxy_on_done` returned false.
@@ -222,11 +217,7 @@ impl VmState {
 pub fn read_bytes(caller: &mut Caller<'_, VmState>, ptr: i32, len: i32) -> Result<Vec<u8>, Status> {
     let memory = caller.data().memory.ok_or(Status::InvalidMemoryAccess)?;
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
-    memory
-        .data(&caller)
-        .get(start..start.saturating_add(len))
-        .map(<[u8]>::to_vec)
-        .ok_or(Status::InvalidMemoryAccess)
+    memory.data(&caller).get(start..start.saturating_add(len)).map(<[u8]>::to_vec).ok_or(Status::InvalidMemoryAccess)
 }
 
 /// Writes `bytes` at `ptr`.
@@ -268,8 +259,7 @@ pub fn return_bytes(
             return Ok(Err(status));
         }
     }
-    Ok(write_u32(caller, ptr_ptr, address)
-        .and_then(|()| write_u32(caller, size_ptr, bytes.len() as u32)))
+    Ok(write_u32(caller, ptr_ptr, address).and_then(|()| write_u32(caller, size_ptr, bytes.len() as u32)))
 }
 
 /// The module's callbacks, looked up once per instance. A missing export is a callback the
@@ -314,10 +304,7 @@ impl Vm {
     pub fn instantiate(pre: &InstancePre<VmState>, state: VmState) -> Result<Vm> {
         let mut store = Store::new(pre.module().engine(), state);
         store.set_epoch_deadline(CALLBACK_DEADLINE_TICKS);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(anyhow::Error::from)
-            .context("instantiating the module")?;
+        let instance = pre.instantiate(&mut store).map_err(anyhow::Error::from).context("instantiating the module")?;
         let memory = match instance.get_export(&mut store, "memory") {
             Some(Extern::Memory(memory)) => memory,
             _ => bail!("the module exports no memory"),
@@ -325,9 +312,7 @@ impl Vm {
         let allocator = instance
             .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
             .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "malloc"))
-            .map_err(|_| {
-                anyhow!("the module exports neither proxy_on_memory_allocate nor malloc")
-            })?;
+            .map_err(|_| anyhow!("the module exports neither proxy_on_memory_allocate nor malloc"))?;
         store.data_mut().memory = Some(memory);
         store.data_mut().allocator = Some(allocator);
 
@@ -365,14 +350,8 @@ impl Vm {
             on_grpc_receive_trailing_metadata: callback!("proxy_on_grpc_receive_trailing_metadata"),
             on_grpc_close: callback!("proxy_on_grpc_close"),
         };
-        let mut vm = Vm {
-            store,
-            callbacks,
-            failed: None,
-        };
-        let initialize = instance
-            .get_typed_func::<(), ()>(&mut vm.store, "_initialize")
-            .ok();
+        let mut vm = Vm { store, callbacks, failed: None };
+        let initialize = instance.get_typed_func::<(), ()>(&mut vm.store, "_initialize").ok();
         if let Some(initialize) = initialize {
             vm.invoke(Some(initialize), ())?;
             if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut vm.store, "main") {
@@ -414,10 +393,7 @@ impl Vm {
             Ok(result) => Ok(Some(result)),
             Err(error) => {
                 let reason = describe_trap(&anyhow::Error::from(error));
-                self.store.data().log(
-                    LogLevel::Critical,
-                    format!("Wasm VM failed: {reason}").as_bytes(),
-                );
+                self.store.data().log(LogLevel::Critical, format!("Wasm VM failed: {reason}").as_bytes());
                 self.failed = Some(reason.clone());
                 bail!(reason)
             }

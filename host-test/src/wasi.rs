@@ -28,17 +28,9 @@ const IMPLEMENTED: &[&str] = &[
 /// Appends written bytes to the VM's pending stdout/stderr line and logs every full line, as
 /// Envoy logs a module's stdout at info and stderr at error.
 fn write_stream(caller: &mut Caller<'_, VmState>, fd: i32, bytes: &[u8]) {
-    let level = if fd == 1 {
-        LogLevel::Info
-    } else {
-        LogLevel::Error
-    };
+    let level = if fd == 1 { LogLevel::Info } else { LogLevel::Error };
     let state = caller.data_mut();
-    let line = if fd == 1 {
-        &mut state.stdout_line
-    } else {
-        &mut state.stderr_line
-    };
+    let line = if fd == 1 { &mut state.stdout_line } else { &mut state.stderr_line };
     line.extend_from_slice(bytes);
     let mut complete = Vec::new();
     while let Some(end) = line.iter().position(|b| *b == b'\n') {
@@ -50,11 +42,7 @@ fn write_stream(caller: &mut Caller<'_, VmState>, fd: i32, bytes: &[u8]) {
 }
 
 fn errno_of(result: Result<(), crate::abi::Status>) -> i32 {
-    if result.is_ok() {
-        errno::SUCCESS
-    } else {
-        errno::FAULT
-    }
+    if result.is_ok() { errno::SUCCESS } else { errno::FAULT }
 }
 
 /// Adds the WASI functions this host implements, and for any other WASI import of `module`
@@ -63,12 +51,7 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
         WASI,
         "fd_write",
-        |mut caller: Caller<'_, VmState>,
-         fd: i32,
-         iovs: i32,
-         count: i32,
-         written_ptr: i32|
-         -> i32 {
+        |mut caller: Caller<'_, VmState>, fd: i32, iovs: i32, count: i32, written_ptr: i32| -> i32 {
             if fd != 1 && fd != 2 {
                 return errno::BADF;
             }
@@ -100,22 +83,14 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
             errno_of(write_bytes(&mut caller, ret, &now.to_le_bytes()))
         },
     )?;
-    linker.func_wrap(
-        WASI,
-        "clock_res_get",
-        |mut caller: Caller<'_, VmState>, _clock: i32, ret: i32| -> i32 {
-            errno_of(write_bytes(&mut caller, ret, &1u64.to_le_bytes()))
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "random_get",
-        |mut caller: Caller<'_, VmState>, ptr: i32, len: i32| -> i32 {
-            let mut bytes = vec![0u8; len.max(0) as usize];
-            caller.data_mut().random.fill(&mut bytes);
-            errno_of(write_bytes(&mut caller, ptr, &bytes))
-        },
-    )?;
+    linker.func_wrap(WASI, "clock_res_get", |mut caller: Caller<'_, VmState>, _clock: i32, ret: i32| -> i32 {
+        errno_of(write_bytes(&mut caller, ret, &1u64.to_le_bytes()))
+    })?;
+    linker.func_wrap(WASI, "random_get", |mut caller: Caller<'_, VmState>, ptr: i32, len: i32| -> i32 {
+        let mut bytes = vec![0u8; len.max(0) as usize];
+        caller.data_mut().random.fill(&mut bytes);
+        errno_of(write_bytes(&mut caller, ptr, &bytes))
+    })?;
     linker.func_wrap(
         WASI,
         "environ_sizes_get",
@@ -124,60 +99,39 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
             let count = env.len() as u32;
             let size: usize = env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
             errno_of(
-                write_u32(&mut caller, count_ptr, count)
-                    .and_then(|()| write_u32(&mut caller, size_ptr, size as u32)),
+                write_u32(&mut caller, count_ptr, count).and_then(|()| write_u32(&mut caller, size_ptr, size as u32)),
             )
         },
     )?;
-    linker.func_wrap(
-        WASI,
-        "environ_get",
-        |mut caller: Caller<'_, VmState>, pointers: i32, buffer: i32| -> i32 {
-            let entries: Vec<Vec<u8>> = caller
-                .data()
-                .plugin
-                .env
-                .iter()
-                .map(|(k, v)| format!("{k}={v}\0").into_bytes())
-                .collect();
-            let mut cursor = buffer;
-            for (index, entry) in entries.iter().enumerate() {
-                let result = write_u32(&mut caller, pointers + index as i32 * 4, cursor as u32)
-                    .and_then(|()| write_bytes(&mut caller, cursor, entry));
-                if result.is_err() {
-                    return errno::FAULT;
-                }
-                cursor += entry.len() as i32;
+    linker.func_wrap(WASI, "environ_get", |mut caller: Caller<'_, VmState>, pointers: i32, buffer: i32| -> i32 {
+        let entries: Vec<Vec<u8>> =
+            caller.data().plugin.env.iter().map(|(k, v)| format!("{k}={v}\0").into_bytes()).collect();
+        let mut cursor = buffer;
+        for (index, entry) in entries.iter().enumerate() {
+            let result = write_u32(&mut caller, pointers + index as i32 * 4, cursor as u32)
+                .and_then(|()| write_bytes(&mut caller, cursor, entry));
+            if result.is_err() {
+                return errno::FAULT;
             }
-            errno::SUCCESS
-        },
-    )?;
+            cursor += entry.len() as i32;
+        }
+        errno::SUCCESS
+    })?;
     // Envoy passes no arguments: report none so that args_get is never needed.
     linker.func_wrap(
         WASI,
         "args_sizes_get",
         |mut caller: Caller<'_, VmState>, count_ptr: i32, size_ptr: i32| -> i32 {
-            errno_of(
-                write_u32(&mut caller, count_ptr, 0)
-                    .and_then(|()| write_u32(&mut caller, size_ptr, 0)),
-            )
+            errno_of(write_u32(&mut caller, count_ptr, 0).and_then(|()| write_u32(&mut caller, size_ptr, 0)))
         },
     )?;
-    linker.func_wrap(
-        WASI,
-        "args_get",
-        |_caller: Caller<'_, VmState>, _argv: i32, _buffer: i32| -> i32 { errno::SUCCESS },
-    )?;
-    linker.func_wrap(WASI, "sched_yield", |_caller: Caller<'_, VmState>| -> i32 {
+    linker.func_wrap(WASI, "args_get", |_caller: Caller<'_, VmState>, _argv: i32, _buffer: i32| -> i32 {
         errno::SUCCESS
     })?;
-    linker.func_wrap(
-        WASI,
-        "proc_exit",
-        |_caller: Caller<'_, VmState>, code: i32| -> wasmtime::Result<()> {
-            wasmtime::bail!("the module called proc_exit({code})")
-        },
-    )?;
+    linker.func_wrap(WASI, "sched_yield", |_caller: Caller<'_, VmState>| -> i32 { errno::SUCCESS })?;
+    linker.func_wrap(WASI, "proc_exit", |_caller: Caller<'_, VmState>, code: i32| -> wasmtime::Result<()> {
+        wasmtime::bail!("the module called proc_exit({code})")
+    })?;
     Ok(())
 }
 
@@ -193,8 +147,7 @@ pub fn stub_unimplemented(linker: &mut Linker<VmState>, module: &Module) -> Resu
             continue;
         };
         let name = import.name().to_string();
-        let returns_errno =
-            ty.results().len() == 1 && matches!(ty.results().next(), Some(wasmtime::ValType::I32));
+        let returns_errno = ty.results().len() == 1 && matches!(ty.results().next(), Some(wasmtime::ValType::I32));
         linker.func_new(WASI, &name.clone(), ty, move |_caller, _params, results| {
             if returns_errno {
                 results[0] = Val::I32(errno::NOSYS);

@@ -30,14 +30,7 @@ pub struct LogLine {
 impl std::fmt::Display for LogLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Envoy prints Wasm log lines as "wasm log <plugin>: <message>".
-        write!(
-            f,
-            "[{}][worker {}] wasm log {}: {}",
-            self.level.name(),
-            self.worker,
-            self.filter,
-            self.message
-        )
+        write!(f, "[{}][worker {}] wasm log {}: {}", self.level.name(), self.worker, self.filter, self.message)
     }
 }
 
@@ -76,14 +69,8 @@ impl Metrics {
         let index = match self.id_by_name.get(name) {
             Some(index) => *index,
             None => {
-                self.by_id.push(Metric {
-                    name: name.to_string(),
-                    kind,
-                    value: 0,
-                    samples: Vec::new(),
-                });
-                self.id_by_name
-                    .insert(name.to_string(), self.by_id.len() - 1);
+                self.by_id.push(Metric { name: name.to_string(), kind, value: 0, samples: Vec::new() });
+                self.id_by_name.insert(name.to_string(), self.by_id.len() - 1);
                 self.by_id.len() - 1
             }
         };
@@ -146,17 +133,12 @@ impl Metrics {
 
     /// The value of a metric by name: counters and gauges their value, histograms their sample count.
     pub fn value_of(&self, name: &str) -> Option<i64> {
-        self.id_by_name
-            .get(name)
-            .map(|index| self.by_id[*index].value)
+        self.id_by_name.get(name).map(|index| self.by_id[*index].value)
     }
 
     /// Every metric by name, for reports.
     pub fn snapshot(&self) -> BTreeMap<String, i64> {
-        self.by_id
-            .iter()
-            .map(|m| (m.name.clone(), m.value))
-            .collect()
+        self.by_id.iter().map(|m| (m.name.clone(), m.value)).collect()
     }
 }
 
@@ -204,9 +186,7 @@ impl World {
 
     /// `proxy_get_shared_data`: the value and its CAS token.
     pub fn get_shared(&self, vm_id: &str, key: &[u8]) -> Option<(Vec<u8>, u32)> {
-        self.shared_data
-            .get(&(vm_id.to_string(), key.to_vec()))
-            .cloned()
+        self.shared_data.get(&(vm_id.to_string(), key.to_vec())).cloned()
     }
 
     /// `proxy_set_shared_data`: a CAS token of 0 writes unconditionally; any other token must be
@@ -227,45 +207,27 @@ impl World {
 
     /// How many shared-data keys hold a non-empty value (an empty value is how filters delete).
     pub fn shared_data_len(&self) -> usize {
-        self.shared_data
-            .values()
-            .filter(|(value, _)| !value.is_empty())
-            .count()
+        self.shared_data.values().filter(|(value, _)| !value.is_empty()).count()
     }
 
     /// `proxy_register_shared_queue`: registering again returns the same id and moves ownership.
     pub fn register_queue(&mut self, vm_id: &str, name: &str, owner: VmId) -> u32 {
-        if let Some(index) = self
-            .queues
-            .iter()
-            .position(|q| q.vm_id == vm_id && q.name == name)
-        {
+        if let Some(index) = self.queues.iter().position(|q| q.vm_id == vm_id && q.name == name) {
             self.queues[index].owner = owner;
             return index as u32 + 1;
         }
-        self.queues.push(Queue {
-            vm_id: vm_id.to_string(),
-            name: name.to_string(),
-            owner,
-            items: VecDeque::new(),
-        });
+        self.queues.push(Queue { vm_id: vm_id.to_string(), name: name.to_string(), owner, items: VecDeque::new() });
         self.queues.len() as u32
     }
 
     /// `proxy_resolve_shared_queue`.
     pub fn resolve_queue(&self, vm_id: &str, name: &str) -> Option<u32> {
-        self.queues
-            .iter()
-            .position(|q| q.vm_id == vm_id && q.name == name)
-            .map(|index| index as u32 + 1)
+        self.queues.iter().position(|q| q.vm_id == vm_id && q.name == name).map(|index| index as u32 + 1)
     }
 
     /// `proxy_enqueue_shared_queue`: the owner is woken with `proxy_on_queue_ready` later.
     pub fn enqueue(&mut self, queue_id: u32, value: &[u8]) -> Status {
-        let Some(queue) = queue_id
-            .checked_sub(1)
-            .and_then(|index| self.queues.get_mut(index as usize))
-        else {
+        let Some(queue) = queue_id.checked_sub(1).and_then(|index| self.queues.get_mut(index as usize)) else {
             return Status::NotFound;
         };
         queue.items.push_back(value.to_vec());
@@ -276,10 +238,8 @@ impl World {
 
     /// `proxy_dequeue_shared_queue`: `Empty` when nothing is queued.
     pub fn dequeue(&mut self, queue_id: u32) -> Result<Vec<u8>, Status> {
-        let queue = queue_id
-            .checked_sub(1)
-            .and_then(|index| self.queues.get_mut(index as usize))
-            .ok_or(Status::NotFound)?;
+        let queue =
+            queue_id.checked_sub(1).and_then(|index| self.queues.get_mut(index as usize)).ok_or(Status::NotFound)?;
         queue.items.pop_front().ok_or(Status::Empty)
     }
 }
@@ -325,14 +285,8 @@ mod tests {
         let (value, fresh) = world.get_shared("", b"k").expect("value was set");
         assert_eq!(value, b"2");
         assert_eq!(world.set_shared("", b"k", b"3", fresh), Status::Ok);
-        assert_eq!(
-            world.set_shared("", b"missing", b"x", 7),
-            Status::CasMismatch
-        );
-        assert!(
-            world.get_shared("other-vm", b"k").is_none(),
-            "shared data is scoped by vm_id"
-        );
+        assert_eq!(world.set_shared("", b"missing", b"x", 7), Status::CasMismatch);
+        assert!(world.get_shared("other-vm", b"k").is_none(), "shared data is scoped by vm_id");
     }
 
     #[test]
@@ -356,10 +310,7 @@ mod tests {
     #[test]
     fn queues_wake_their_owner() {
         let mut world = World::new(0);
-        let owner = VmId {
-            worker: 1,
-            filter: 0,
-        };
+        let owner = VmId { worker: 1, filter: 0 };
         let id = world.register_queue("", "q", owner);
         assert_eq!(world.resolve_queue("", "q"), Some(id));
         assert_eq!(world.resolve_queue("", "other"), None);
@@ -372,15 +323,8 @@ mod tests {
 
     #[test]
     fn random_is_deterministic_per_seed() {
-        let vm = VmId {
-            worker: 0,
-            filter: 0,
-        };
-        let (mut a, mut b, mut c) = (
-            SeededRandom::new(1, vm),
-            SeededRandom::new(1, vm),
-            SeededRandom::new(2, vm),
-        );
+        let vm = VmId { worker: 0, filter: 0 };
+        let (mut a, mut b, mut c) = (SeededRandom::new(1, vm), SeededRandom::new(1, vm), SeededRandom::new(2, vm));
         let (mut x, mut y, mut z) = ([0u8; 13], [0u8; 13], [0u8; 13]);
         a.fill(&mut x);
         b.fill(&mut y);

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use host_test::{Host, replay};
 
 fn replay_one(file: &str) -> replay::CaseResult {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/bad-input")
-        .join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bad-input").join(file);
     let mut host = Host::new(vec![PathBuf::from("/nonexistent")]).expect("engine");
     let mut results = replay::run_files(&mut host, &[path]);
     assert_eq!(results.len(), 1, "one result per bad file");
@@ -17,9 +15,7 @@ fn replay_one(file: &str) -> replay::CaseResult {
 fn error_of(file: &str) -> String {
     let result = replay_one(file);
     assert!(!result.passed, "{file} must fail");
-    result
-        .error
-        .unwrap_or_else(|| panic!("{file}: expected an error, got {:?}", result.steps))
+    result.error.unwrap_or_else(|| panic!("{file}: expected an error, got {:?}", result.steps))
 }
 
 #[test]

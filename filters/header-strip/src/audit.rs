@@ -13,25 +13,16 @@ pub const MAX_LISTED: usize = 32;
 
 /// The audit line for `stripped`, attributed to `request_id` (already log-safe).
 pub fn request_line(request_id: &str, stripped: &Stripped) -> String {
-    let mut line = format!(
-        "stripped request headers request_id={request_id} count={} names=",
-        stripped.occurrences
-    );
-    push_list(
-        &mut line,
-        stripped
-            .names
-            .iter()
-            .map(|name| escape_bare(name.as_bytes())),
-        stripped.names.len(),
-    );
+    let mut line = format!("stripped request headers request_id={request_id} count={} names=", stripped.occurrences);
+    push_list(&mut line, stripped.names.iter().map(|name| escape_bare(name.as_bytes())), stripped.names.len());
     if !stripped.values.is_empty() {
         line.push_str(" values=");
         push_list(
             &mut line,
-            stripped.values.iter().map(|(name, value)| {
-                format!("{}={}", escape_bare(name.as_bytes()), escape_quoted(value))
-            }),
+            stripped
+                .values
+                .iter()
+                .map(|(name, value)| format!("{}={}", escape_bare(name.as_bytes()), escape_quoted(value))),
             stripped.values.len(),
         );
     }
@@ -58,33 +49,21 @@ mod tests {
         Stripped {
             names: names.iter().map(|name| name.to_string()).collect(),
             occurrences: values.len().max(names.len()),
-            values: values
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_vec()))
-                .collect(),
+            values: values.iter().map(|(name, value)| (name.to_string(), value.to_vec())).collect(),
         }
     }
 
     #[test]
     fn names_without_values() {
         let line = request_line("req-1", &stripped(&["x-user-email", "x-tenant-id"], &[]));
-        assert_eq!(
-            line,
-            "stripped request headers request_id=req-1 count=2 names=x-user-email,x-tenant-id"
-        );
+        assert_eq!(line, "stripped request headers request_id=req-1 count=2 names=x-user-email,x-tenant-id");
     }
 
     #[test]
     fn values_are_escaped_and_quoted() {
         let line = request_line(
             "req-2",
-            &stripped(
-                &["x-user-email"],
-                &[
-                    ("x-user-email", b"a@example.com"),
-                    ("x-user-email", b"b\r\nforged=1"),
-                ],
-            ),
+            &stripped(&["x-user-email"], &[("x-user-email", b"a@example.com"), ("x-user-email", b"b\r\nforged=1")]),
         );
         assert_eq!(
             line,

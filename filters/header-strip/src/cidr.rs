@@ -35,45 +35,29 @@ impl Cidr {
     /// Host bits must be zero: `10.1.2.3/8` is refused rather than widened to `10.0.0.0/8`,
     /// since it usually means someone meant a single host and would trust a whole network.
     pub fn parse(text: &str) -> Result<Self, InvalidCidr> {
-        let invalid = |reason: &'static str| InvalidCidr {
-            quoted: escape_quoted(text.as_bytes()),
-            reason,
-        };
+        let invalid = |reason: &'static str| InvalidCidr { quoted: escape_quoted(text.as_bytes()), reason };
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text, None),
         };
-        let address: IpAddr = address
-            .parse()
-            .map_err(|_| invalid("not an IPv4 or IPv6 address"))?;
+        let address: IpAddr = address.parse().map_err(|_| invalid("not an IPv4 or IPv6 address"))?;
         let max_prefix = if address.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max_prefix,
-            Some(digits) => parse_prefix(digits)
-                .filter(|prefix| *prefix <= max_prefix)
-                .ok_or_else(|| {
-                    invalid(if address.is_ipv4() {
-                        "prefix length must be 0 to 32"
-                    } else {
-                        "prefix length must be 0 to 128"
-                    })
-                })?,
+            Some(digits) => parse_prefix(digits).filter(|prefix| *prefix <= max_prefix).ok_or_else(|| {
+                invalid(if address.is_ipv4() {
+                    "prefix length must be 0 to 32"
+                } else {
+                    "prefix length must be 0 to 128"
+                })
+            })?,
         };
         let cidr = match address {
-            IpAddr::V4(v4) => Self::V4 {
-                network: u32::from(v4),
-                prefix,
-            },
+            IpAddr::V4(v4) => Self::V4 { network: u32::from(v4), prefix },
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 // ::ffff:a.b.c.d/96+n is the IPv4 range a.b.c.d/n.
-                Some(v4) if prefix >= 96 => Self::V4 {
-                    network: u32::from(v4),
-                    prefix: prefix - 96,
-                },
-                _ => Self::V6 {
-                    network: u128::from(v6),
-                    prefix,
-                },
+                Some(v4) if prefix >= 96 => Self::V4 { network: u32::from(v4), prefix: prefix - 96 },
+                _ => Self::V6 { network: u128::from(v6), prefix },
             },
         };
         if cidr.host_bits_set() {
@@ -85,12 +69,8 @@ impl Cidr {
     /// Whether `address` lies in this network (a mapped IPv6 address counts as IPv4).
     pub fn contains(&self, address: IpAddr) -> bool {
         match (*self, canonical(address)) {
-            (Self::V4 { network, prefix }, IpAddr::V4(v4)) => {
-                u32::from(v4) & mask_v4(prefix) == network
-            }
-            (Self::V6 { network, prefix }, IpAddr::V6(v6)) => {
-                u128::from(v6) & mask_v6(prefix) == network
-            }
+            (Self::V4 { network, prefix }, IpAddr::V4(v4)) => u32::from(v4) & mask_v4(prefix) == network,
+            (Self::V6 { network, prefix }, IpAddr::V6(v6)) => u128::from(v6) & mask_v6(prefix) == network,
             _ => false,
         }
     }
@@ -168,15 +148,11 @@ fn canonical(address: IpAddr) -> IpAddr {
 }
 
 fn mask_v4(prefix: u8) -> u32 {
-    u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0)
+    u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0)
 }
 
 fn mask_v6(prefix: u8) -> u128 {
-    u128::MAX
-        .checked_shl(128 - u32::from(prefix.min(128)))
-        .unwrap_or(0)
+    u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -239,20 +215,8 @@ mod tests {
 
     #[test]
     fn bare_addresses_are_single_hosts() {
-        assert_eq!(
-            cidr("203.0.113.7"),
-            Cidr::V4 {
-                network: 0xcb00_7107,
-                prefix: 32
-            }
-        );
-        assert_eq!(
-            cidr("::1"),
-            Cidr::V6 {
-                network: 1,
-                prefix: 128
-            }
-        );
+        assert_eq!(cidr("203.0.113.7"), Cidr::V4 { network: 0xcb00_7107, prefix: 32 });
+        assert_eq!(cidr("::1"), Cidr::V6 { network: 1, prefix: 128 });
         assert!(!cidr("::1").contains(ip("::2")));
     }
 
@@ -275,10 +239,7 @@ mod tests {
         assert!(Cidr::parse("10.0.0.0/32").is_ok());
         assert!(Cidr::parse("::/128").is_ok());
         let error = Cidr::parse("10.0.0.0/33").unwrap_err().to_string();
-        assert_eq!(
-            error,
-            r#"invalid CIDR "10.0.0.0/33": prefix length must be 0 to 32"#
-        );
+        assert_eq!(error, r#"invalid CIDR "10.0.0.0/33": prefix length must be 0 to 32"#);
         let error = Cidr::parse("::/129").unwrap_err().to_string();
         assert!(error.contains("0 to 128"), "{error}");
     }
@@ -319,10 +280,7 @@ mod tests {
     #[test]
     fn error_escapes_the_input() {
         let error = Cidr::parse("10.0.0.0/8\n").unwrap_err().to_string();
-        assert!(
-            error.starts_with(r#"invalid CIDR "10.0.0.0/8\n""#),
-            "{error}"
-        );
+        assert!(error.starts_with(r#"invalid CIDR "10.0.0.0/8\n""#), "{error}");
     }
 
     #[test]
@@ -335,17 +293,11 @@ mod tests {
     fn source_addresses_with_and_without_port() {
         assert_eq!(parse_source_address(b"1.2.3.4:80"), Some(ip("1.2.3.4")));
         assert_eq!(parse_source_address(b"[::1]:80"), Some(ip("::1")));
-        assert_eq!(
-            parse_source_address(b"[2001:db8::1]:443"),
-            Some(ip("2001:db8::1"))
-        );
+        assert_eq!(parse_source_address(b"[2001:db8::1]:443"), Some(ip("2001:db8::1")));
         assert_eq!(parse_source_address(b"::1"), Some(ip("::1")));
         assert_eq!(parse_source_address(b"1.2.3.4"), Some(ip("1.2.3.4")));
         assert_eq!(parse_source_address(b"[::1]"), Some(ip("::1")));
-        assert_eq!(
-            parse_source_address(b"[::ffff:10.0.0.1]:8080"),
-            Some(ip("::ffff:10.0.0.1"))
-        );
+        assert_eq!(parse_source_address(b"[::ffff:10.0.0.1]:8080"), Some(ip("::ffff:10.0.0.1")));
     }
 
     #[test]

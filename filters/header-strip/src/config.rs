@@ -8,26 +8,16 @@ use shield_kit::header_name::HeaderName;
 
 /// Request headers stripped by default: the identity headers auth proxies and gateways write
 /// after verification, which a client must never be able to supply itself.
-pub const DEFAULT_STRIP: &[&str] = &[
-    "x-user-email",
-    "x-forwarded-groups",
-    "x-tenant-id",
-    "x-forwarded-user",
-    "x-forwarded-email",
-];
+pub const DEFAULT_STRIP: &[&str] =
+    &["x-user-email", "x-forwarded-groups", "x-tenant-id", "x-forwarded-user", "x-forwarded-email"];
 
 /// Request header prefixes stripped by default (oauth2-proxy's `X-Auth-Request-*` family).
 pub const DEFAULT_STRIP_PREFIXES: &[&str] = &["x-auth-request-"];
 
 /// Response headers stripped when `response_defaults` is true: they reveal the upstream's
 /// software or timing and are of no use to a client.
-pub const DEFAULT_RESPONSE_STRIP: &[&str] = &[
-    "server",
-    "x-powered-by",
-    "x-aspnet-version",
-    "x-aspnetmvc-version",
-    "x-envoy-upstream-service-time",
-];
+pub const DEFAULT_RESPONSE_STRIP: &[&str] =
+    &["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-envoy-upstream-service-time"];
 
 /// The JSON configuration of the filter. Every field is optional; `{}` or no configuration at
 /// all strips the default set from every request.
@@ -169,10 +159,7 @@ mod tests {
 
     #[test]
     fn configured_lists_extend_the_defaults() {
-        let policy = Policy::from_json(
-            br#"{"strip":["X-Internal-Role"],"strip_prefixes":["x-jwt-claim-"]}"#,
-        )
-        .unwrap();
+        let policy = Policy::from_json(br#"{"strip":["X-Internal-Role"],"strip_prefixes":["x-jwt-claim-"]}"#).unwrap();
         assert!(policy.request.matches("x-internal-role"));
         assert!(policy.request.matches("x-jwt-claim-sub"));
         assert!(policy.request.matches("x-user-email"));
@@ -181,9 +168,7 @@ mod tests {
 
     #[test]
     fn include_defaults_false_replaces_them() {
-        let policy =
-            Policy::from_json(br#"{"strip":["x-internal-role"],"include_defaults":false}"#)
-                .unwrap();
+        let policy = Policy::from_json(br#"{"strip":["x-internal-role"],"include_defaults":false}"#).unwrap();
         assert!(policy.request.matches("x-internal-role"));
         assert!(!policy.request.matches("x-user-email"));
         assert!(!policy.request.matches("x-auth-request-user"));
@@ -198,9 +183,7 @@ mod tests {
 
     #[test]
     fn response_only_configuration_is_accepted() {
-        let policy =
-            Policy::from_json(br#"{"include_defaults":false,"response_strip":["server"]}"#)
-                .unwrap();
+        let policy = Policy::from_json(br#"{"include_defaults":false,"response_strip":["server"]}"#).unwrap();
         assert!(policy.request.is_empty());
         assert!(policy.response.matches("server"));
     }
@@ -216,8 +199,7 @@ mod tests {
 
     #[test]
     fn trusted_sources_are_parsed() {
-        let policy =
-            Policy::from_json(br#"{"trusted_sources":["10.0.0.0/8","2001:db8::1"]}"#).unwrap();
+        let policy = Policy::from_json(br#"{"trusted_sources":["10.0.0.0/8","2001:db8::1"]}"#).unwrap();
         assert_eq!(policy.trusted_sources.len(), 2);
         assert!(policy.trusted_sources[0].contains(ip("10.1.2.3")));
         assert!(policy.trusted_sources[1].contains(ip("2001:db8::1")));
@@ -225,13 +207,12 @@ mod tests {
 
     #[test]
     fn invalid_cidr_names_its_index() {
-        let error =
-            Policy::from_json(br#"{"trusted_sources":["10.0.0.0/8","10.0.0.0/33"]}"#).unwrap_err();
+        let error = Policy::from_json(br#"{"trusted_sources":["10.0.0.0/8","10.0.0.0/33"]}"#).unwrap_err();
         assert_eq!(error.field(), "trusted_sources[1]");
         assert!(
-            error.to_string().starts_with(
-                r#"invalid configuration: field `trusted_sources[1]`: invalid CIDR "10.0.0.0/33""#
-            ),
+            error
+                .to_string()
+                .starts_with(r#"invalid configuration: field `trusted_sources[1]`: invalid CIDR "10.0.0.0/33""#),
             "{error}"
         );
     }
@@ -264,11 +245,7 @@ mod tests {
 
     #[test]
     fn default_constants_are_valid_lowercase_names() {
-        for name in DEFAULT_STRIP
-            .iter()
-            .chain(DEFAULT_STRIP_PREFIXES)
-            .chain(DEFAULT_RESPONSE_STRIP)
-        {
+        for name in DEFAULT_STRIP.iter().chain(DEFAULT_STRIP_PREFIXES).chain(DEFAULT_RESPONSE_STRIP) {
             assert_eq!(HeaderName::new(name).unwrap().as_str(), *name);
         }
     }

@@ -39,10 +39,7 @@ impl Stripped {
 impl StripRules {
     /// Rules from validated names and prefixes (duplicates are dropped).
     pub fn new(names: Vec<String>, prefixes: Vec<String>) -> Self {
-        Self {
-            names: distinct(names),
-            prefixes: distinct(prefixes),
-        }
+        Self { names: distinct(names), prefixes: distinct(prefixes) }
     }
 
     /// Whether there is nothing to remove.
@@ -54,10 +51,7 @@ impl StripRules {
     pub fn matches(&self, name: &str) -> bool {
         let name = matching_form(name);
         self.names.iter().any(|configured| *configured == name)
-            || self
-                .prefixes
-                .iter()
-                .any(|prefix| name.starts_with(prefix.as_str()))
+            || self.prefixes.iter().any(|prefix| name.starts_with(prefix.as_str()))
     }
 
     /// The headers of `headers` to remove; `keep_values` records the removed values for the
@@ -100,21 +94,8 @@ fn distinct(items: Vec<String>) -> Vec<String> {
 
 /// Lowercase with `_` as `-`. Envoy delivers lowercase dashed names, so this rarely allocates.
 fn matching_form(name: &str) -> Cow<'_, str> {
-    if name
-        .bytes()
-        .any(|byte| byte.is_ascii_uppercase() || byte == b'_')
-    {
-        Cow::Owned(
-            name.chars()
-                .map(|c| {
-                    if c == '_' {
-                        '-'
-                    } else {
-                        c.to_ascii_lowercase()
-                    }
-                })
-                .collect(),
-        )
+    if name.bytes().any(|byte| byte.is_ascii_uppercase() || byte == b'_') {
+        Cow::Owned(name.chars().map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() }).collect())
     } else {
         Cow::Borrowed(name)
     }
@@ -132,10 +113,7 @@ mod tests {
     }
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-            .collect()
+        pairs.iter().map(|(name, value)| (name.to_string(), value.as_bytes().to_vec())).collect()
     }
 
     #[test]
@@ -154,11 +132,7 @@ mod tests {
     fn mixed_case_headers_are_matched_and_reported_lowercase() {
         let rules = rules(&["x-user-email"], &["x-auth-request-"]);
         let stripped = rules.plan(
-            &headers(&[
-                ("X-User-Email", "mallory@example.com"),
-                ("X-AUTH-REQUEST-User", "mallory"),
-                ("Accept", "*/*"),
-            ]),
+            &headers(&[("X-User-Email", "mallory@example.com"), ("X-AUTH-REQUEST-User", "mallory"), ("Accept", "*/*")]),
             false,
         );
         assert_eq!(stripped.names, vec!["x-user-email", "x-auth-request-user"]);
@@ -170,11 +144,7 @@ mod tests {
     fn repeated_headers_are_named_once_and_counted_each_time() {
         let rules = rules(&["x-user-email"], &[]);
         let stripped = rules.plan(
-            &headers(&[
-                ("x-user-email", "a@example.com"),
-                ("host", "api"),
-                ("X-User-Email", "b@example.com"),
-            ]),
+            &headers(&[("x-user-email", "a@example.com"), ("host", "api"), ("X-User-Email", "b@example.com")]),
             true,
         );
         assert_eq!(stripped.names, vec!["x-user-email"]);
@@ -202,10 +172,7 @@ mod tests {
             ]),
             false,
         );
-        assert_eq!(
-            stripped.names,
-            vec!["x_user_email", "x-user-email", "x_auth_request_groups"]
-        );
+        assert_eq!(stripped.names, vec!["x_user_email", "x-user-email", "x_auth_request_groups"]);
         assert_eq!(stripped.occurrences, 3);
     }
 
@@ -228,10 +195,7 @@ mod tests {
     #[test]
     fn nothing_matching_is_empty() {
         let rules = rules(&["x-user-email"], &["x-auth-"]);
-        let stripped = rules.plan(
-            &headers(&[(":path", "/"), ("x-request-id", "abc"), ("x-authz", "1")]),
-            true,
-        );
+        let stripped = rules.plan(&headers(&[(":path", "/"), ("x-request-id", "abc"), ("x-authz", "1")]), true);
         assert!(stripped.is_empty());
         assert_eq!(stripped, Stripped::default());
     }
@@ -240,10 +204,7 @@ mod tests {
     fn pseudo_headers_never_match() {
         // Configured names are tokens, which cannot contain ':'.
         let rules = rules(&["path", "authority"], &["a", "p"]);
-        let stripped = rules.plan(
-            &headers(&[(":path", "/"), (":authority", "api"), (":method", "GET")]),
-            false,
-        );
+        let stripped = rules.plan(&headers(&[(":path", "/"), (":authority", "api"), (":method", "GET")]), false);
         assert!(stripped.is_empty());
     }
 
@@ -252,11 +213,7 @@ mod tests {
         let rules = StripRules::default();
         assert!(rules.is_empty());
         assert!(!rules.matches("x-user-email"));
-        assert!(
-            rules
-                .plan(&headers(&[("x-user-email", "a")]), true)
-                .is_empty()
-        );
+        assert!(rules.plan(&headers(&[("x-user-email", "a")]), true).is_empty());
     }
 
     #[test]

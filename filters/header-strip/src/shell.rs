@@ -34,9 +34,7 @@ impl Metrics {
             headers_stripped: Counter::define("wasm_shield.header_strip.headers_stripped"),
             requests_stripped: Counter::define("wasm_shield.header_strip.requests_stripped"),
             requests_trusted: Counter::define("wasm_shield.header_strip.requests_trusted"),
-            response_headers_stripped: Counter::define(
-                "wasm_shield.header_strip.response_headers_stripped",
-            ),
+            response_headers_stripped: Counter::define("wasm_shield.header_strip.response_headers_stripped"),
         }
     }
 }
@@ -54,8 +52,7 @@ impl Context for HeaderStripRoot {}
 
 impl RootContext for HeaderStripRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let Some(policy) = shield_kit::config::load(plugin_configuration_size, Policy::from_json)
-        else {
+        let Some(policy) = shield_kit::config::load(plugin_configuration_size, Policy::from_json) else {
             return false;
         };
         log::info!(
@@ -98,8 +95,7 @@ impl HeaderStripStream {
         let Ok(Some(address)) = hostcalls::get_property(SOURCE_ADDRESS.to_vec()) else {
             return false;
         };
-        parse_source_address(&address)
-            .is_some_and(|address| is_trusted(&self.policy.trusted_sources, address))
+        parse_source_address(&address).is_some_and(|address| is_trusted(&self.policy.trusted_sources, address))
     }
 }
 
@@ -124,9 +120,7 @@ impl HttpContext for HeaderStripStream {
             // Removing a name removes every occurrence of it.
             self.set_http_request_header(name, None);
         }
-        self.metrics
-            .headers_stripped
-            .increment(stripped.occurrences as u64);
+        self.metrics.headers_stripped.increment(stripped.occurrences as u64);
         self.metrics.requests_stripped.increment(1);
         self.stripped = stripped;
         Action::Continue
@@ -141,9 +135,7 @@ impl HttpContext for HeaderStripStream {
         for name in &stripped.names {
             self.set_http_response_header(name, None);
         }
-        self.metrics
-            .response_headers_stripped
-            .increment(stripped.occurrences as u64);
+        self.metrics.response_headers_stripped.increment(stripped.occurrences as u64);
         Action::Continue
     }
 
@@ -151,9 +143,6 @@ impl HttpContext for HeaderStripStream {
         if self.stripped.is_empty() {
             return;
         }
-        log::info!(
-            "{}",
-            audit::request_line(&request_id_for_log(), &self.stripped)
-        );
+        log::info!("{}", audit::request_line(&request_id_for_log(), &self.stripped));
     }
 }

@@ -23,10 +23,7 @@ impl ConfigError {
     /// An error about `field` (a path such as `trusted_sources[1]`, or empty for the whole
     /// document).
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 
     /// The path of the offending field; empty when the document as a whole is wrong.
@@ -45,11 +42,7 @@ impl fmt::Display for ConfigError {
         if self.field.is_empty() {
             write!(f, "invalid configuration: {}", self.message)
         } else {
-            write!(
-                f,
-                "invalid configuration: field `{}`: {}",
-                self.field, self.message
-            )
+            write!(f, "invalid configuration: field `{}`: {}", self.field, self.message)
         }
     }
 }
@@ -71,16 +64,13 @@ pub fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Conf
         return Err(ConfigError::new("", "expected a JSON object"));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let parsed: Option<T> =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            let field = error.path().to_string();
-            let message = without_position(error.inner());
-            // The root path prints as "."; an error there is about the document as a whole.
-            ConfigError::new(if field == "." { String::new() } else { field }, message)
-        })?;
-    deserializer
-        .end()
-        .map_err(|error| ConfigError::new("", without_position(&error)))?;
+    let parsed: Option<T> = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        let message = without_position(error.inner());
+        // The root path prints as "."; an error there is about the document as a whole.
+        ConfigError::new(if field == "." { String::new() } else { field }, message)
+    })?;
+    deserializer.end().map_err(|error| ConfigError::new("", without_position(&error)))?;
     Ok(parsed.unwrap_or_default())
 }
 
@@ -99,20 +89,14 @@ fn without_position(error: &serde_json::Error) -> String {
 ///
 /// On failure it logs ONE error line naming the field and returns `None`; `on_configure` then
 /// returns false so the plugin refuses to start instead of running with a guessed policy.
-pub fn load<T>(
-    configuration_size: usize,
-    build: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
-) -> Option<T> {
+pub fn load<T>(configuration_size: usize, build: impl FnOnce(&[u8]) -> Result<T, ConfigError>) -> Option<T> {
     let bytes = if configuration_size == 0 {
         Vec::new()
     } else {
         match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, configuration_size) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
-                log::error!(
-                    "invalid configuration: cannot read it from the host status={}",
-                    status as u32
-                );
+                log::error!("invalid configuration: cannot read it from the host status={}", status as u32);
                 return None;
             }
         }
@@ -147,11 +131,7 @@ mod tests {
 
     impl Default for Sample {
         fn default() -> Self {
-            Self {
-                names: vec!["default".into()],
-                limit: 7,
-                nested: Nested::default(),
-            }
+            Self { names: vec!["default".into()], limit: 7, nested: Nested::default() }
         }
     }
 
@@ -180,16 +160,9 @@ mod tests {
     fn wrong_type_names_the_field_without_position() {
         let error = parse_json::<Sample>(br#"{"names":"a"}"#).unwrap_err();
         assert_eq!(error.field(), "names");
-        assert!(
-            error.message().starts_with("invalid type: string"),
-            "{error}"
-        );
+        assert!(error.message().starts_with("invalid type: string"), "{error}");
         assert!(!error.to_string().contains("line 1"), "{error}");
-        assert!(
-            error
-                .to_string()
-                .starts_with("invalid configuration: field `names`: invalid type")
-        );
+        assert!(error.to_string().starts_with("invalid configuration: field `names`: invalid type"));
     }
 
     #[test]
@@ -203,9 +176,7 @@ mod tests {
         let error = parse_json::<Sample>(br#"{"nmaes":["a"]}"#).unwrap_err();
         assert_eq!(error.field(), "nmaes");
         assert!(
-            error
-                .to_string()
-                .starts_with("invalid configuration: field `nmaes`: unknown field `nmaes`"),
+            error.to_string().starts_with("invalid configuration: field `nmaes`: unknown field `nmaes`"),
             "{error}"
         );
     }
@@ -214,10 +185,7 @@ mod tests {
     fn unknown_nested_key_names_its_path() {
         let error = parse_json::<Sample>(br#"{"nested":{"flgg":true}}"#).unwrap_err();
         assert_eq!(error.field(), "nested.flgg");
-        assert!(
-            error.message().starts_with("unknown field `flgg`"),
-            "{error}"
-        );
+        assert!(error.message().starts_with("unknown field `flgg`"), "{error}");
     }
 
     #[test]
@@ -225,10 +193,7 @@ mod tests {
         for input in [&br#"[["a"], 3, {}]"#[..], b"5", br#""names""#, b"true"] {
             let error = parse_json::<Sample>(input).unwrap_err();
             assert_eq!(error.field(), "");
-            assert_eq!(
-                error.to_string(),
-                "invalid configuration: expected a JSON object"
-            );
+            assert_eq!(error.to_string(), "invalid configuration: expected a JSON object");
         }
         // "n" that is not null still fails in the parser.
         assert!(parse_json::<Sample>(b"nope").is_err());
@@ -247,13 +212,7 @@ mod tests {
 
     #[test]
     fn display_without_field() {
-        assert_eq!(
-            ConfigError::new("", "broken").to_string(),
-            "invalid configuration: broken"
-        );
-        assert_eq!(
-            ConfigError::new("a[0]", "bad").to_string(),
-            "invalid configuration: field `a[0]`: bad"
-        );
+        assert_eq!(ConfigError::new("", "broken").to_string(), "invalid configuration: broken");
+        assert_eq!(ConfigError::new("a[0]", "bad").to_string(), "invalid configuration: field `a[0]`: bad");
     }
 }

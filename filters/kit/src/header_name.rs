@@ -28,9 +28,7 @@ impl HeaderName {
             return Err(InvalidHeaderName::TooLong(name.len()));
         }
         if !name.bytes().all(is_token_byte) {
-            return Err(InvalidHeaderName::IllegalCharacter(escape_quoted(
-                name.as_bytes(),
-            )));
+            return Err(InvalidHeaderName::IllegalCharacter(escape_quoted(name.as_bytes())));
         }
         Ok(Self(name.to_ascii_lowercase()))
     }
@@ -75,14 +73,12 @@ impl fmt::Display for InvalidHeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("invalid header name: empty"),
-            Self::TooLong(length) => write!(
-                f,
-                "invalid header name: {length} bytes, at most {MAX_HEADER_NAME_LENGTH} allowed"
-            ),
-            Self::IllegalCharacter(quoted) => write!(
-                f,
-                "invalid header name {quoted}: only letters, digits and !#$%&'*+-.^_`|~ are allowed"
-            ),
+            Self::TooLong(length) => {
+                write!(f, "invalid header name: {length} bytes, at most {MAX_HEADER_NAME_LENGTH} allowed")
+            }
+            Self::IllegalCharacter(quoted) => {
+                write!(f, "invalid header name {quoted}: only letters, digits and !#$%&'*+-.^_`|~ are allowed")
+            }
         }
     }
 }
@@ -98,14 +94,8 @@ mod tests {
 
     #[test]
     fn lowercases_valid_names() {
-        assert_eq!(
-            HeaderName::new("X-User-Email").unwrap().as_str(),
-            "x-user-email"
-        );
-        assert_eq!(
-            HeaderName::new("x-auth-request-").unwrap().as_str(),
-            "x-auth-request-"
-        );
+        assert_eq!(HeaderName::new("X-User-Email").unwrap().as_str(), "x-user-email");
+        assert_eq!(HeaderName::new("x-auth-request-").unwrap().as_str(), "x-auth-request-");
     }
 
     #[test]
@@ -135,10 +125,7 @@ mod tests {
             "x\ty",
         ] {
             let error = HeaderName::new(bad).unwrap_err();
-            assert!(
-                matches!(error, InvalidHeaderName::IllegalCharacter(_)),
-                "{bad:?} gave {error:?}"
-            );
+            assert!(matches!(error, InvalidHeaderName::IllegalCharacter(_)), "{bad:?} gave {error:?}");
         }
     }
 
@@ -152,10 +139,7 @@ mod tests {
     #[test]
     fn refuses_overlong() {
         let long = "a".repeat(MAX_HEADER_NAME_LENGTH + 1);
-        assert_eq!(
-            HeaderName::new(&long),
-            Err(InvalidHeaderName::TooLong(MAX_HEADER_NAME_LENGTH + 1))
-        );
+        assert_eq!(HeaderName::new(&long), Err(InvalidHeaderName::TooLong(MAX_HEADER_NAME_LENGTH + 1)));
         assert!(HeaderName::new(&"a".repeat(MAX_HEADER_NAME_LENGTH)).is_ok());
     }
 

@@ -101,10 +101,7 @@ mod tests {
     fn long_values_are_bounded() {
         let value = vec![b'a'; 4096];
         let escaped = escape_quoted(&value);
-        assert_eq!(
-            escaped.len(),
-            MAX_LOGGED_VALUE_CHARS + 2 + TRUNCATION_MARKER.len()
-        );
+        assert_eq!(escaped.len(), MAX_LOGGED_VALUE_CHARS + 2 + TRUNCATION_MARKER.len());
         assert!(escaped.ends_with(&format!("\"{TRUNCATION_MARKER}")));
     }
 
@@ -122,13 +119,7 @@ mod tests {
         let mut value = vec![b'a'; MAX_LOGGED_VALUE_CHARS - 1];
         value.push(b'\n');
         let escaped = escape_bare(&value);
-        assert_eq!(
-            escaped,
-            format!(
-                "{}{TRUNCATION_MARKER}",
-                "a".repeat(MAX_LOGGED_VALUE_CHARS - 1)
-            )
-        );
+        assert_eq!(escaped, format!("{}{TRUNCATION_MARKER}", "a".repeat(MAX_LOGGED_VALUE_CHARS - 1)));
     }
 
     #[test]

@@ -22,14 +22,10 @@ pub const UNKNOWN_REQUEST_ID: &str = "-";
 /// The request ID to put in a log line about the current stream: the property, else the
 /// `x-request-id` request header, else `-`. Always one escaped, bounded token.
 pub fn request_id_for_log() -> String {
-    let from_property = hostcalls::get_property(vec![REQUEST_ID_PROPERTY])
-        .ok()
-        .flatten()
-        .filter(|value| !value.is_empty());
+    let from_property =
+        hostcalls::get_property(vec![REQUEST_ID_PROPERTY]).ok().flatten().filter(|value| !value.is_empty());
     let value = from_property.or_else(|| {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, DEFAULT_REQUEST_ID_HEADER)
-            .ok()
-            .flatten()
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, DEFAULT_REQUEST_ID_HEADER).ok().flatten()
     });
     format_for_log(value.as_deref())
 }
@@ -67,8 +63,7 @@ pub fn publish_request_id(id: &str) -> Result<(), u32> {
     let path = REQUEST_ID_PROPERTY.as_bytes();
     // SAFETY: both pointers come from live slices and are passed with their exact lengths; the
     // host only reads them during the call.
-    let status =
-        unsafe { proxy_set_property_status(path.as_ptr(), path.len(), id.as_ptr(), id.len()) };
+    let status = unsafe { proxy_set_property_status(path.as_ptr(), path.len(), id.as_ptr(), id.len()) };
     if status == 0 { Ok(()) } else { Err(status) }
 }
 

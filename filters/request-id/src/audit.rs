@@ -29,12 +29,7 @@ mod tests {
 
     #[test]
     fn crlf_original_is_escaped() {
-        let line = replaced_id_line(
-            "new-id",
-            "x-request-id",
-            "illegal_character",
-            b"abc\r\nX-Injected: 1",
-        );
+        let line = replaced_id_line("new-id", "x-request-id", "illegal_character", b"abc\r\nX-Injected: 1");
         assert_eq!(
             line,
             r#"replaced invalid request id request_id=new-id header=x-request-id reason=illegal_character original="abc\r\nX-Injected: 1" original_length=18"#

@@ -77,9 +77,7 @@ impl TryFrom<u64> for MaxLength {
     fn try_from(value: u64) -> Result<Self, Self::Error> {
         match usize::try_from(value) {
             Ok(length) if (1..=MAX_MAX_LENGTH).contains(&length) => Ok(Self(length)),
-            _ => Err(format!(
-                "{value} is out of range: must be 1 to {MAX_MAX_LENGTH}"
-            )),
+            _ => Err(format!("{value} is out of range: must be 1 to {MAX_MAX_LENGTH}")),
         }
     }
 }
@@ -167,26 +165,16 @@ impl Policy {
         if policy.header == TRACEPARENT || policy.header == TRACESTATE {
             return Err(ConfigError::new(
                 "header",
-                format!(
-                    "{} is the trace context header, not a request ID",
-                    policy.header
-                ),
+                format!("{} is the trace context header, not a request ID", policy.header),
             ));
         }
         Ok(policy)
     }
 
     fn build(config: RequestIdConfig) -> Self {
-        let header = config.header.map_or_else(
-            || DEFAULT_REQUEST_ID_HEADER.to_owned(),
-            HeaderName::into_string,
-        );
+        let header = config.header.map_or_else(|| DEFAULT_REQUEST_ID_HEADER.to_owned(), HeaderName::into_string);
         let echo_header = if config.echo_response {
-            Some(
-                config
-                    .response_header
-                    .map_or_else(|| header.clone(), HeaderName::into_string),
-            )
+            Some(config.response_header.map_or_else(|| header.clone(), HeaderName::into_string))
         } else {
             None
         };
@@ -239,19 +227,13 @@ mod tests {
 
     #[test]
     fn echo_can_be_turned_off() {
-        let policy =
-            Policy::from_json(br#"{"echo_response":false,"response_header":"x-id"}"#).unwrap();
+        let policy = Policy::from_json(br#"{"echo_response":false,"response_header":"x-id"}"#).unwrap();
         assert_eq!(policy.echo_header, None);
     }
 
     #[test]
     fn max_length_bounds() {
-        assert_eq!(
-            Policy::from_json(br#"{"max_length":1024}"#)
-                .unwrap()
-                .max_length,
-            1024
-        );
+        assert_eq!(Policy::from_json(br#"{"max_length":1024}"#).unwrap().max_length, 1024);
         for bad in [&br#"{"max_length":0}"#[..], br#"{"max_length":1025}"#] {
             let error = Policy::from_json(bad).unwrap_err();
             assert_eq!(error.field(), "max_length");
@@ -279,10 +261,7 @@ mod tests {
     fn unknown_format_is_named() {
         let error = Policy::from_json(br#"{"format":"uuid7"}"#).unwrap_err();
         assert_eq!(error.field(), "format");
-        assert!(
-            error.message().contains("unknown variant `uuid7`"),
-            "{error}"
-        );
+        assert!(error.message().contains("unknown variant `uuid7`"), "{error}");
         assert!(Policy::from_json(br#"{"format":"UUID4"}"#).is_err());
     }
 
@@ -311,10 +290,7 @@ mod tests {
     fn unknown_key_is_named() {
         let error = Policy::from_json(br#"{"max_len":64}"#).unwrap_err();
         assert_eq!(error.field(), "max_len");
-        assert!(
-            error.message().contains("unknown field `max_len`"),
-            "{error}"
-        );
+        assert!(error.message().contains("unknown field `max_len`"), "{error}");
     }
 
     #[test]

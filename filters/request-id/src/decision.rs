@@ -80,24 +80,12 @@ pub fn decide(policy: &Policy, headers: &[(String, Vec<u8>)], source: &mut impl 
         Occurrence::Absent => (generate(policy.format, source), IdOutcome::Generated),
         Occurrence::One(value) => match id::validate(value, policy.max_length) {
             // Validated bytes are ASCII, so the byte-to-char mapping is exact.
-            Ok(()) => (
-                value.iter().map(|b| char::from(*b)).collect(),
-                IdOutcome::Kept,
-            ),
-            Err(reason) => (
-                generate(policy.format, source),
-                IdOutcome::Replaced {
-                    original: value.to_vec(),
-                    reason,
-                },
-            ),
+            Ok(()) => (value.iter().map(|b| char::from(*b)).collect(), IdOutcome::Kept),
+            Err(reason) => (generate(policy.format, source), IdOutcome::Replaced { original: value.to_vec(), reason }),
         },
         Occurrence::Repeated => (
             generate(policy.format, source),
-            IdOutcome::Replaced {
-                original: id_values.join(&b", "[..]),
-                reason: Rejection::Repeated,
-            },
+            IdOutcome::Replaced { original: id_values.join(&b", "[..]), reason: Rejection::Repeated },
         ),
     };
 
@@ -112,18 +100,9 @@ pub fn decide(policy: &Policy, headers: &[(String, Vec<u8>)], source: &mut impl 
             },
         },
     };
-    let drop_tracestate = has_tracestate
-        && matches!(
-            trace,
-            TraceOutcome::Created(_) | TraceOutcome::Replaced { .. }
-        );
+    let drop_tracestate = has_tracestate && matches!(trace, TraceOutcome::Created(_) | TraceOutcome::Replaced { .. });
 
-    Plan {
-        request_id,
-        id,
-        trace,
-        drop_tracestate,
-    }
+    Plan { request_id, id, trace, drop_tracestate }
 }
 
 /// How often a header appeared.
@@ -164,12 +143,7 @@ mod tests {
 
     impl FixedSource {
         fn new() -> Self {
-            Self {
-                random: *b"0123456789abcdef",
-                millis: 1_700_000_000_000,
-                draws: 0,
-                clock_reads: 0,
-            }
+            Self { random: *b"0123456789abcdef", millis: 1_700_000_000_000, draws: 0, clock_reads: 0 }
         }
     }
 
@@ -185,10 +159,7 @@ mod tests {
     }
 
     fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_vec()))
-            .collect()
+        pairs.iter().map(|(name, value)| (name.to_string(), value.to_vec())).collect()
     }
 
     fn policy(json: &str) -> Policy {
@@ -202,10 +173,7 @@ mod tests {
         let mut source = FixedSource::new();
         let plan = decide(
             &policy("{}"),
-            &headers(&[
-                ("x-request-id", b"abc-123"),
-                ("traceparent", VALID_TRACEPARENT),
-            ]),
+            &headers(&[("x-request-id", b"abc-123"), ("traceparent", VALID_TRACEPARENT)]),
             &mut source,
         );
         assert_eq!(plan.request_id, "abc-123");
@@ -218,11 +186,7 @@ mod tests {
 
     #[test]
     fn header_name_is_matched_case_insensitively() {
-        let plan = decide(
-            &policy("{}"),
-            &headers(&[("X-Request-ID", b"abc-123")]),
-            &mut FixedSource::new(),
-        );
+        let plan = decide(&policy("{}"), &headers(&[("X-Request-ID", b"abc-123")]), &mut FixedSource::new());
         assert_eq!(plan.id, IdOutcome::Kept);
         assert_eq!(plan.request_id, "abc-123");
     }
@@ -241,27 +205,18 @@ mod tests {
     fn missing_id_is_generated_as_ulid() {
         let mut source = FixedSource::new();
         let plan = decide(&policy(r#"{"format":"ulid"}"#), &headers(&[]), &mut source);
-        assert_eq!(
-            plan.request_id,
-            id::ulid(1_700_000_000_000, *b"0123456789abcdef")
-        );
+        assert_eq!(plan.request_id, id::ulid(1_700_000_000_000, *b"0123456789abcdef"));
         assert_eq!(plan.request_id.len(), 26);
         assert_eq!((source.draws, source.clock_reads), (1, 1));
     }
 
     #[test]
     fn crlf_id_is_replaced_and_kept_for_the_audit() {
-        let plan = decide(
-            &policy("{}"),
-            &headers(&[("x-request-id", b"abc\r\nX-Injected: 1")]),
-            &mut FixedSource::new(),
-        );
+        let plan =
+            decide(&policy("{}"), &headers(&[("x-request-id", b"abc\r\nX-Injected: 1")]), &mut FixedSource::new());
         assert_eq!(
             plan.id,
-            IdOutcome::Replaced {
-                original: b"abc\r\nX-Injected: 1".to_vec(),
-                reason: Rejection::IllegalCharacter
-            }
+            IdOutcome::Replaced { original: b"abc\r\nX-Injected: 1".to_vec(), reason: Rejection::IllegalCharacter }
         );
         assert_eq!(plan.request_id.len(), 36);
     }
@@ -269,11 +224,7 @@ mod tests {
     #[test]
     fn overlong_id_is_replaced() {
         let huge = vec![b'a'; 4096];
-        let plan = decide(
-            &policy("{}"),
-            &headers(&[("x-request-id", &huge)]),
-            &mut FixedSource::new(),
-        );
+        let plan = decide(&policy("{}"), &headers(&[("x-request-id", &huge)]), &mut FixedSource::new());
         assert!(matches!(
             plan.id,
             IdOutcome::Replaced { ref original, reason: Rejection::TooLong } if original.len() == 4096
@@ -283,40 +234,17 @@ mod tests {
     #[test]
     fn custom_max_length_applies() {
         let id = vec![b'a'; 37];
-        let plan = decide(
-            &policy(r#"{"max_length":36}"#),
-            &headers(&[("x-request-id", &id)]),
-            &mut FixedSource::new(),
-        );
-        assert!(matches!(
-            plan.id,
-            IdOutcome::Replaced {
-                reason: Rejection::TooLong,
-                ..
-            }
-        ));
-        let plan = decide(
-            &policy(r#"{"max_length":36}"#),
-            &headers(&[("x-request-id", &id[..36])]),
-            &mut FixedSource::new(),
-        );
+        let plan = decide(&policy(r#"{"max_length":36}"#), &headers(&[("x-request-id", &id)]), &mut FixedSource::new());
+        assert!(matches!(plan.id, IdOutcome::Replaced { reason: Rejection::TooLong, .. }));
+        let plan =
+            decide(&policy(r#"{"max_length":36}"#), &headers(&[("x-request-id", &id[..36])]), &mut FixedSource::new());
         assert_eq!(plan.id, IdOutcome::Kept);
     }
 
     #[test]
     fn empty_id_is_replaced() {
-        let plan = decide(
-            &policy("{}"),
-            &headers(&[("x-request-id", b"")]),
-            &mut FixedSource::new(),
-        );
-        assert_eq!(
-            plan.id,
-            IdOutcome::Replaced {
-                original: Vec::new(),
-                reason: Rejection::Empty
-            }
-        );
+        let plan = decide(&policy("{}"), &headers(&[("x-request-id", b"")]), &mut FixedSource::new());
+        assert_eq!(plan.id, IdOutcome::Replaced { original: Vec::new(), reason: Rejection::Empty });
     }
 
     #[test]
@@ -326,13 +254,7 @@ mod tests {
             &headers(&[("x-request-id", b"one"), ("X-Request-Id", b"two")]),
             &mut FixedSource::new(),
         );
-        assert_eq!(
-            plan.id,
-            IdOutcome::Replaced {
-                original: b"one, two".to_vec(),
-                reason: Rejection::Repeated
-            }
-        );
+        assert_eq!(plan.id, IdOutcome::Replaced { original: b"one, two".to_vec(), reason: Rejection::Repeated });
         assert_ne!(plan.request_id, "one");
     }
 
@@ -340,10 +262,7 @@ mod tests {
     fn custom_header_is_read_and_default_ignored() {
         let plan = decide(
             &policy(r#"{"header":"x-correlation-id"}"#),
-            &headers(&[
-                ("x-request-id", b"ignored"),
-                ("x-correlation-id", b"corr-1"),
-            ]),
+            &headers(&[("x-request-id", b"ignored"), ("x-correlation-id", b"corr-1")]),
             &mut FixedSource::new(),
         );
         assert_eq!(plan.request_id, "corr-1");
@@ -357,9 +276,7 @@ mod tests {
             &headers(&[("x-request-id", b"4bf92f35-77b3-4da6-a3ce-929d0e0e4736")]),
             &mut FixedSource::new(),
         );
-        let TraceOutcome::Created(value) = &plan.trace else {
-            panic!("{:?}", plan.trace)
-        };
+        let TraceOutcome::Created(value) = &plan.trace else { panic!("{:?}", plan.trace) };
         assert!(value.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(traceparent::is_valid(value.as_bytes()));
     }
@@ -367,9 +284,7 @@ mod tests {
     #[test]
     fn generated_id_and_created_traceparent_agree() {
         let plan = decide(&policy("{}"), &headers(&[]), &mut FixedSource::new());
-        let TraceOutcome::Created(value) = &plan.trace else {
-            panic!("{:?}", plan.trace)
-        };
+        let TraceOutcome::Created(value) = &plan.trace else { panic!("{:?}", plan.trace) };
         let trace_id = plan.request_id.replace('-', "");
         assert_eq!(&value[3..35], trace_id);
     }
@@ -380,10 +295,7 @@ mod tests {
             &policy("{}"),
             &headers(&[
                 ("x-request-id", b"abc"),
-                (
-                    "traceparent",
-                    b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-                ),
+                ("traceparent", b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
                 ("tracestate", b"vendor=1"),
             ]),
             &mut FixedSource::new(),
@@ -402,10 +314,7 @@ mod tests {
     fn repeated_traceparent_is_replaced() {
         let plan = decide(
             &policy("{}"),
-            &headers(&[
-                ("traceparent", VALID_TRACEPARENT),
-                ("traceparent", VALID_TRACEPARENT),
-            ]),
+            &headers(&[("traceparent", VALID_TRACEPARENT), ("traceparent", VALID_TRACEPARENT)]),
             &mut FixedSource::new(),
         );
         assert!(matches!(plan.trace, TraceOutcome::Replaced { .. }));
@@ -414,11 +323,7 @@ mod tests {
 
     #[test]
     fn orphan_tracestate_is_dropped_when_creating() {
-        let plan = decide(
-            &policy("{}"),
-            &headers(&[("tracestate", b"vendor=1")]),
-            &mut FixedSource::new(),
-        );
+        let plan = decide(&policy("{}"), &headers(&[("tracestate", b"vendor=1")]), &mut FixedSource::new());
         assert!(matches!(plan.trace, TraceOutcome::Created(_)));
         assert!(plan.drop_tracestate);
     }

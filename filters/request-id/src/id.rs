@@ -232,11 +232,7 @@ mod tests {
             b"\xff",
             b"a%0d%0a",
         ] {
-            assert_eq!(
-                validate(bad, 128),
-                Err(Rejection::IllegalCharacter),
-                "{bad:?}"
-            );
+            assert_eq!(validate(bad, 128), Err(Rejection::IllegalCharacter), "{bad:?}");
         }
     }
 
@@ -254,16 +250,10 @@ mod tests {
             let id = uuid4(random);
             assert_eq!(id.len(), UUID_LENGTH);
             let groups: Vec<&str> = id.split('-').collect();
-            assert_eq!(
-                groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
-                vec![8, 4, 4, 4, 12]
-            );
+            assert_eq!(groups.iter().map(|g| g.len()).collect::<Vec<_>>(), vec![8, 4, 4, 4, 12]);
             assert!(groups.iter().all(|g| is_lower_hex(g)), "{id}");
             assert_eq!(&id[14..15], "4", "version nibble of {id}");
-            assert!(
-                matches!(&id[19..20], "8" | "9" | "a" | "b"),
-                "variant nibble of {id}"
-            );
+            assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "variant nibble of {id}");
             assert_eq!(validate(id.as_bytes(), UUID_LENGTH), Ok(()));
         }
     }
@@ -272,10 +262,8 @@ mod tests {
     fn uuid4_keeps_the_random_bits() {
         assert_eq!(uuid4([0; 16]), "00000000-0000-4000-8000-000000000000");
         assert_eq!(uuid4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
-        let bytes: [u8; 16] = [
-            0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
-            0x47, 0x36,
-        ];
+        let bytes: [u8; 16] =
+            [0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36];
         assert_eq!(uuid4(bytes), "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
     }
 
@@ -285,10 +273,7 @@ mod tests {
         assert!(ulid(1_469_922_850_259, [0; 16]).starts_with("01ARZ3NDEK"));
         assert!(ulid(1_469_918_176_385, [0; 16]).starts_with("01ARYZ6S41"));
         assert_eq!(ulid(0, [0; 16]), "00000000000000000000000000");
-        assert_eq!(
-            ulid(MAX_ULID_MILLIS, [0xff; 16]),
-            "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
-        );
+        assert_eq!(ulid(MAX_ULID_MILLIS, [0xff; 16]), "7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
     }
 
     #[test]
@@ -317,10 +302,8 @@ mod tests {
         let earlier = ulid(1_700_000_000_000, [0xff; 16]);
         let later = ulid(1_700_000_000_001, [0x00; 16]);
         assert!(earlier < later, "{earlier} !< {later}");
-        let mut ids: Vec<String> = (0..50u64)
-            .rev()
-            .map(|ms| ulid(1_700_000_000_000 + ms * 997, [(ms * 37) as u8; 16]))
-            .collect();
+        let mut ids: Vec<String> =
+            (0..50u64).rev().map(|ms| ulid(1_700_000_000_000 + ms * 997, [(ms * 37) as u8; 16])).collect();
         let by_time: Vec<String> = ids.iter().rev().cloned().collect();
         ids.sort();
         assert_eq!(ids, by_time);
@@ -345,10 +328,7 @@ mod tests {
 
     #[test]
     fn uuid_parsing() {
-        assert_eq!(
-            parse_uuid("4BF92F35-77B3-4DA6-A3CE-929D0E0E4736"),
-            Some(0x4bf92f3577b34da6a3ce929d0e0e4736)
-        );
+        assert_eq!(parse_uuid("4BF92F35-77B3-4DA6-A3CE-929D0E0E4736"), Some(0x4bf92f3577b34da6a3ce929d0e0e4736));
         assert_eq!(parse_uuid("4bf92f35-77b3-4da6-a3ce-929d0e0e473"), None);
         assert_eq!(parse_uuid("4bf92f35a77b3-4da6-a3ce-929d0e0e4736"), None);
         assert_eq!(parse_uuid("4bf92f35-77b3-4da6-a3ce-929d0e0e473g"), None);

@@ -67,8 +67,7 @@ impl Context for RequestIdRoot {}
 
 impl RootContext for RequestIdRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let Some(policy) = shield_kit::config::load(plugin_configuration_size, Policy::from_json)
-        else {
+        let Some(policy) = shield_kit::config::load(plugin_configuration_size, Policy::from_json) else {
             return false;
         };
         log::info!(
@@ -112,10 +111,7 @@ impl Context for RequestIdStream {}
 impl HttpContext for RequestIdStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let headers = self.get_http_request_headers_bytes();
-        let mut source = HostIdSource {
-            context_id: self.context_id,
-            used_fallback: false,
-        };
+        let mut source = HostIdSource { context_id: self.context_id, used_fallback: false };
         let plan = decision::decide(&self.policy, &headers, &mut source);
         let id = plan.request_id.as_str();
 
@@ -124,9 +120,7 @@ impl HttpContext for RequestIdStream {
             // Replaces every occurrence, so a repeated header becomes one.
             self.set_http_request_header(&self.policy.header, Some(id));
         }
-        if let TraceOutcome::Created(traceparent) | TraceOutcome::Replaced { traceparent, .. } =
-            &plan.trace
-        {
+        if let TraceOutcome::Created(traceparent) | TraceOutcome::Replaced { traceparent, .. } = &plan.trace {
             self.set_http_request_header(TRACEPARENT, Some(traceparent));
         }
         if plan.drop_tracestate {
@@ -135,20 +129,10 @@ impl HttpContext for RequestIdStream {
 
         // Audit: one line per replaced header, original escaped.
         if let IdOutcome::Replaced { original, reason } = &plan.id {
-            log::info!(
-                "{}",
-                audit::replaced_id_line(id, &self.policy.header, reason.as_str(), original)
-            );
+            log::info!("{}", audit::replaced_id_line(id, &self.policy.header, reason.as_str(), original));
         }
-        if let TraceOutcome::Replaced {
-            original,
-            traceparent,
-        } = &plan.trace
-        {
-            log::info!(
-                "{}",
-                audit::replaced_traceparent_line(id, original, traceparent)
-            );
+        if let TraceOutcome::Replaced { original, traceparent } = &plan.trace {
+            log::info!("{}", audit::replaced_traceparent_line(id, original, traceparent));
         }
         if source.used_fallback {
             log::warn!("random source failed, generated id from fallback entropy request_id={id}");
@@ -203,7 +187,5 @@ fn host_nanos() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
-        })
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
 }

@@ -30,8 +30,7 @@ pub fn is_valid(value: &[u8]) -> bool {
     {
         return false;
     }
-    let (Some(trace_id), Some(parent_id), Some(flags)) =
-        (value.get(3..35), value.get(36..52), value.get(53..55))
+    let (Some(trace_id), Some(parent_id), Some(flags)) = (value.get(3..35), value.get(36..52), value.get(53..55))
     else {
         return false;
     };
@@ -44,11 +43,7 @@ pub fn is_valid(value: &[u8]) -> bool {
 
 /// A new sampled traceparent for `request_id`: `00-<trace id>-<parent id>-01`.
 pub fn derive(request_id: &str) -> String {
-    format!(
-        "00-{:032x}-{:016x}-01",
-        trace_id_for(request_id),
-        parent_id_for(request_id)
-    )
+    format!("00-{:032x}-{:016x}-01", trace_id_for(request_id), parent_id_for(request_id))
 }
 
 /// The trace ID for `request_id`: its UUID/ULID value if it is one and not zero, else a hash.
@@ -78,18 +73,14 @@ fn is_lower_hex(field: &[u8]) -> bool {
 pub fn fnv1a_128(bytes: &[u8]) -> u128 {
     const OFFSET_BASIS: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    bytes.iter().fold(OFFSET_BASIS, |hash, byte| {
-        (hash ^ u128::from(*byte)).wrapping_mul(PRIME)
-    })
+    bytes.iter().fold(OFFSET_BASIS, |hash, byte| (hash ^ u128::from(*byte)).wrapping_mul(PRIME))
 }
 
 /// FNV-1a, 64-bit.
 pub fn fnv1a_64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-    })
+    bytes.iter().fold(OFFSET_BASIS, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]
@@ -101,9 +92,7 @@ mod tests {
     #[test]
     fn accepts_the_spec_example() {
         assert!(is_valid(VALID.as_bytes()));
-        assert!(is_valid(
-            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
-        ));
+        assert!(is_valid(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
     }
 
     #[test]
@@ -142,10 +131,7 @@ mod tests {
         assert!(traceparent.ends_with("-01"));
         assert!(is_valid(traceparent.as_bytes()), "{traceparent}");
         // Uppercase UUIDs give the same (lowercase) trace ID.
-        assert_eq!(
-            trace_id_for("4BF92F35-77B3-4DA6-A3CE-929D0E0E4736"),
-            0x4bf92f3577b34da6a3ce929d0e0e4736
-        );
+        assert_eq!(trace_id_for("4BF92F35-77B3-4DA6-A3CE-929D0E0E4736"), 0x4bf92f3577b34da6a3ce929d0e0e4736);
     }
 
     #[test]
@@ -178,14 +164,8 @@ mod tests {
             derive("4bf92f35-77b3-4da6-a3ce-929d0e0e4736"),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-9a4380b0301062dc-01"
         );
-        assert_eq!(
-            derive("svc:orders:42"),
-            "00-fe3873a5fabbda7557523588c730ae18-2744fc32ce83fb60-01"
-        );
-        assert_eq!(
-            derive("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
-            "00-01563e3ab5d3d6764c61efb99302bd5b-4b321ae683d5ab40-01"
-        );
+        assert_eq!(derive("svc:orders:42"), "00-fe3873a5fabbda7557523588c730ae18-2744fc32ce83fb60-01");
+        assert_eq!(derive("01ARZ3NDEKTSV4RRFFQ69G5FAV"), "00-01563e3ab5d3d6764c61efb99302bd5b-4b321ae683d5ab40-01");
     }
 
     #[test]
@@ -202,10 +182,7 @@ mod tests {
         assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
         assert_eq!(fnv1a_128(b""), 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d);
         assert_eq!(fnv1a_128(b"a"), 0xd228_cb69_6f1a_8caf_7891_2b70_4e4a_8964);
-        assert_eq!(
-            fnv1a_128(b"foobar"),
-            0x343e_1662_793c_64bf_6f0d_3597_ba44_6f18
-        );
+        assert_eq!(fnv1a_128(b"foobar"), 0x343e_1662_793c_64bf_6f0d_3597_ba44_6f18);
     }
 
     #[test]

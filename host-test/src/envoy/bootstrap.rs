@@ -81,23 +81,12 @@ pub fn wasm_filter(case: &Case, index: usize, module: &Path) -> Value {
 
 /// The whole bootstrap, as JSON (which Envoy reads as YAML).
 pub fn bootstrap(case: &Case, layout: &Layout<'_>) -> Value {
-    let mut http_filters: Vec<Value> = layout
-        .modules
-        .iter()
-        .enumerate()
-        .map(|(index, module)| wasm_filter(case, index, module))
-        .collect();
-    http_filters.push(
-        json!({"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
-    );
+    let mut http_filters: Vec<Value> =
+        layout.modules.iter().enumerate().map(|(index, module)| wasm_filter(case, index, module)).collect();
+    http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
     let mut clusters = vec![cluster("upstream", layout.upstream_port)];
-    clusters.extend(
-        layout
-            .clusters
-            .iter()
-            .map(|(name, port)| cluster(name, *port)),
-    );
+    clusters.extend(layout.clusters.iter().map(|(name, port)| cluster(name, *port)));
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": layout.admin_port}}},
         "static_resources": {

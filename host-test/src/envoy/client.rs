@@ -13,24 +13,14 @@ use crate::fixture::{self, Request};
 /// The PROXY v1 line for a connection from `source` to `destination`.
 pub fn proxy_line(source: SocketAddr, destination: SocketAddr) -> String {
     match (source.ip(), destination.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => format!(
-            "PROXY TCP4 {s} {d} {} {}\r\n",
-            source.port(),
-            destination.port()
-        ),
+        (IpAddr::V4(s), IpAddr::V4(d)) => format!("PROXY TCP4 {s} {d} {} {}\r\n", source.port(), destination.port()),
         (s, d) => {
             // PROXY v1 wants one family: carry an IPv4 side as IPv4-mapped IPv6.
             let v6 = |ip: IpAddr| match ip {
                 IpAddr::V4(v4) => v4.to_ipv6_mapped(),
                 IpAddr::V6(v6) => v6,
             };
-            format!(
-                "PROXY TCP6 {} {} {} {}\r\n",
-                v6(s),
-                v6(d),
-                source.port(),
-                destination.port()
-            )
+            format!("PROXY TCP6 {} {} {} {}\r\n", v6(s), v6(d), source.port(), destination.port())
         }
     }
 }
@@ -38,29 +28,39 @@ pub fn proxy_line(source: SocketAddr, destination: SocketAddr) -> String {
 /// Sends `request` to Envoy's listener on `port`; the response, or `None` if Envoy reset the
 /// stream or closed the connection without one.
 pub fn send(port: u16, request: &Request) -> Result<Option<Http1Message>> {
-    let source: SocketAddr = request
-        .source
-        .as_deref()
-        .unwrap_or(fixture::DEFAULT_SOURCE)
-        .parse()?;
-    let destination: SocketAddr = request
-        .destination
-        .as_deref()
-        .unwrap_or(fixture::DEFAULT_DESTINATION)
-        .parse()?;
+    let source: SocketAddr = request.source.as_deref().unwrap_or(fixture::DEFAULT_SOURCE).parse()?;
+    let destination: SocketAddr = request.destination.as_deref().unwrap_or(fixture::DEFAULT_DESTINATION).parse()?;
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     stream.write_all(proxy_line(source, destination).as_bytes())?;
     let mut headers = vec![("host".to_string(), request.authority.clone())];
     headers.extend(request.headers.0.iter().cloned());
-    let body = request.body.chunks().concat().into_bytes();
-    write_message(
-        &mut stream,
-        &format!("{} {} HTTP/1.1", request.method, request.path),
-        &headers,
-        &body,
-        &request.trailers.0,
-    )?;
+    let chunks = request.body.chunks();
+    let start_line = format!("{} {} HTTP/1.1", request.method, request.path);
+    if chunks.len() > 1 {
+        // One chunk per write, apart in time, so that Envoy hands the filters one body callback
+        // per chunk, as the harness does.
+        let mut head = format!("{start_line}\r\n");
+        for (name, value) in &headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("transfer-encoding: chunked\r\n\r\n");
+        stream.write_all(head.as_bytes())?;
+        for chunk in chunks {
+            std::thread::sleep(Duration::from_millis(40));
+            stream.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())?;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let mut tail = String::from("0\r\n");
+        for (name, value) in &request.trailers.0 {
+            tail.push_str(&format!("{name}: {value}\r\n"));
+        }
+        tail.push_str("\r\n");
+        stream.write_all(tail.as_bytes())?;
+    } else {
+        let body = chunks.concat().into_bytes();
+        write_message(&mut stream, &start_line, &headers, &body, &request.trailers.0)?;
+    }
     let mut input = reader(&stream)?;
     let bodyless = request.method.eq_ignore_ascii_case("HEAD");
     match read_message(&mut input, true, bodyless) {
@@ -74,9 +74,7 @@ fn is_reset(error: &anyhow::Error) -> bool {
     error.downcast_ref::<std::io::Error>().is_some_and(|e| {
         matches!(
             e.kind(),
-            std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::UnexpectedEof
-                | std::io::ErrorKind::BrokenPipe
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe
         )
     }) || error.to_string().contains("connection closed")
 }
@@ -87,15 +85,9 @@ mod tests {
 
     #[test]
     fn proxy_lines_carry_the_fixture_addresses() {
-        let v4 = proxy_line(
-            "203.0.113.7:40000".parse().expect("addr"),
-            "127.0.0.1:10000".parse().expect("addr"),
-        );
+        let v4 = proxy_line("203.0.113.7:40000".parse().expect("addr"), "127.0.0.1:10000".parse().expect("addr"));
         assert_eq!(v4, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 10000\r\n");
-        let v6 = proxy_line(
-            "[2001:db8::1]:443".parse().expect("addr"),
-            "127.0.0.1:10000".parse().expect("addr"),
-        );
+        let v6 = proxy_line("[2001:db8::1]:443".parse().expect("addr"), "127.0.0.1:10000".parse().expect("addr"));
         assert_eq!(v6, "PROXY TCP6 2001:db8::1 ::ffff:127.0.0.1 443 10000\r\n");
     }
 }

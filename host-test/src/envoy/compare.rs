@@ -6,30 +6,16 @@
 use crate::runner::{Message, StepOutcome};
 
 /// Headers only one side has by construction: Envoy adds these (or the HTTP/1.1 codec does).
-pub const IGNORED: &[&str] = &[
-    "date",
-    "server",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-];
+pub const IGNORED: &[&str] = &["date", "server", "content-length", "transfer-encoding", "connection", "keep-alive"];
 /// Header prefixes Envoy adds.
 pub const IGNORED_PREFIXES: &[&str] = &["x-envoy-"];
 
 fn ignored(name: &str) -> bool {
-    IGNORED.contains(&name)
-        || IGNORED_PREFIXES.iter().any(|p| name.starts_with(p))
-        || name == ":scheme"
+    IGNORED.contains(&name) || IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) || name == ":scheme"
 }
 
 fn values<'a>(message: &'a Message, name: &str) -> Vec<&'a str> {
-    message
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .collect()
+    message.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
 }
 
 /// Headers that differ between `harness` and `envoy`, given a `variant` harness run.
@@ -55,46 +41,36 @@ fn header_differences(
         let volatile = variant.is_some_and(|v| values(v, &name) != ours);
         if volatile {
             if ours.len() != theirs.len() {
-                out.push(format!("{what} header {name}: the harness has {} value(s), Envoy {} (values vary by seed/clock)", ours.len(), theirs.len()));
+                out.push(format!(
+                    "{what} header {name}: the harness has {} value(s), Envoy {} (values vary by seed/clock)",
+                    ours.len(),
+                    theirs.len()
+                ));
             }
             continue;
         }
         ours.sort_unstable();
         theirs.sort_unstable();
         if ours != theirs {
-            out.push(format!(
-                "{what} header {name}: harness {ours:?}, envoy {theirs:?}"
-            ));
+            out.push(format!("{what} header {name}: harness {ours:?}, envoy {theirs:?}"));
         }
     }
 }
 
 /// Every disagreement between the harness and Envoy in one step.
-pub fn differences(
-    harness: &StepOutcome,
-    variant: &StepOutcome,
-    envoy: &StepOutcome,
-) -> Vec<String> {
+pub fn differences(harness: &StepOutcome, variant: &StepOutcome, envoy: &StepOutcome) -> Vec<String> {
     let mut out = Vec::new();
     match (&harness.local_reply, &envoy.local_reply) {
-        (Some(h), None) => out.push(format!(
-            "the harness got a local reply {} from {}, Envoy did not",
-            h.reply.status, h.filter
-        )),
-        (None, Some(e)) => out.push(format!(
-            "Envoy answered {} without reaching the backend, the harness did not",
-            e.reply.status
-        )),
+        (Some(h), None) => {
+            out.push(format!("the harness got a local reply {} from {}, Envoy did not", h.reply.status, h.filter))
+        }
+        (None, Some(e)) => {
+            out.push(format!("Envoy answered {} without reaching the backend, the harness did not", e.reply.status))
+        }
         _ => {}
     }
     match (&harness.upstream_request, &envoy.upstream_request) {
-        (Some(h), Some(e)) => header_differences(
-            "upstream request",
-            h,
-            variant.upstream_request.as_ref(),
-            e,
-            &mut out,
-        ),
+        (Some(h), Some(e)) => header_differences("upstream request", h, variant.upstream_request.as_ref(), e, &mut out),
         (Some(_), None) => out.push("the harness reached the backend, Envoy did not".into()),
         (None, Some(_)) => out.push("Envoy reached the backend, the harness did not".into()),
         (None, None) => {}
@@ -102,22 +78,12 @@ pub fn differences(
     match (&harness.response, &envoy.response) {
         (Some(h), Some(e)) => {
             if h.status() != e.status() {
-                out.push(format!(
-                    "status: harness {:?}, envoy {:?}",
-                    h.status(),
-                    e.status()
-                ));
+                out.push(format!("status: harness {:?}, envoy {:?}", h.status(), e.status()));
             }
             header_differences("response", h, variant.response.as_ref(), e, &mut out);
         }
-        (Some(h), None) => out.push(format!(
-            "the harness answered {:?}, Envoy sent no response (reset)",
-            h.status()
-        )),
-        (None, Some(e)) => out.push(format!(
-            "Envoy answered {:?}, the harness sent no response",
-            e.status()
-        )),
+        (Some(h), None) => out.push(format!("the harness answered {:?}, Envoy sent no response (reset)", h.status())),
+        (None, Some(e)) => out.push(format!("Envoy answered {:?}, the harness sent no response", e.status())),
         (None, None) => {}
     }
     out

@@ -21,10 +21,7 @@ pub struct Http1Message {
 impl Http1Message {
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -43,25 +40,18 @@ fn read_line<R: BufRead>(reader: &mut R) -> Result<Option<String>> {
 fn read_fields<R: BufRead>(reader: &mut R) -> Result<Vec<(String, String)>> {
     let mut fields = Vec::new();
     loop {
-        let line = read_line(reader)?
-            .ok_or_else(|| anyhow!("connection closed inside the header block"))?;
+        let line = read_line(reader)?.ok_or_else(|| anyhow!("connection closed inside the header block"))?;
         if line.is_empty() {
             return Ok(fields);
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| anyhow!("malformed header line {line:?}"))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| anyhow!("malformed header line {line:?}"))?;
         fields.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
 }
 
 /// Reads one message. `None` when the peer closed before sending anything. A response to a
 /// request without a body (`bodyless`, e.g. HEAD, 204, 304) has none.
-pub fn read_message<R: BufRead>(
-    reader: &mut R,
-    is_response: bool,
-    bodyless: bool,
-) -> Result<Option<Http1Message>> {
+pub fn read_message<R: BufRead>(reader: &mut R, is_response: bool, bodyless: bool) -> Result<Option<Http1Message>> {
     let start_line = loop {
         match read_line(reader)? {
             None => return Ok(None),
@@ -70,24 +60,16 @@ pub fn read_message<R: BufRead>(
         }
     };
     let headers = read_fields(reader)?;
-    let mut message = Http1Message {
-        start_line,
-        headers,
-        ..Default::default()
-    };
+    let mut message = Http1Message { start_line, headers, ..Default::default() };
     if bodyless {
         return Ok(Some(message));
     }
-    let chunked = message
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let chunked = message.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     if chunked {
         loop {
-            let size_line = read_line(reader)?
-                .ok_or_else(|| anyhow!("connection closed inside a chunked body"))?;
+            let size_line = read_line(reader)?.ok_or_else(|| anyhow!("connection closed inside a chunked body"))?;
             let size_text = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .with_context(|| format!("bad chunk size {size_line:?}"))?;
+            let size = usize::from_str_radix(size_text, 16).with_context(|| format!("bad chunk size {size_line:?}"))?;
             if size == 0 {
                 message.trailers = read_fields(reader)?;
                 break;
@@ -98,9 +80,7 @@ pub fn read_message<R: BufRead>(
             read_line(reader)?;
         }
     } else if let Some(length) = message.header("content-length") {
-        let length: usize = length
-            .parse()
-            .with_context(|| format!("bad content-length {length:?}"))?;
+        let length: usize = length.parse().with_context(|| format!("bad content-length {length:?}"))?;
         message.body = vec![0; length];
         reader.read_exact(&mut message.body)?;
     } else if is_response {
@@ -119,9 +99,7 @@ pub fn write_message<W: Write>(
     trailers: &[(String, String)],
 ) -> Result<()> {
     let mut out = format!("{start_line}\r\n").into_bytes();
-    let has_length = headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    let has_length = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
     for (name, value) in headers {
         if value.contains(['\r', '\n']) {
             bail!("header {name} has a CR or LF, which HTTP/1.1 cannot carry");
@@ -173,9 +151,7 @@ mod tests {
             &[("t".into(), "1".into())],
         )
         .expect("written");
-        let message = read_message(&mut wire.as_slice(), false, false)
-            .expect("parsed")
-            .expect("a message");
+        let message = read_message(&mut wire.as_slice(), false, false).expect("parsed").expect("a message");
         assert_eq!(message.start_line, "POST /x HTTP/1.1");
         assert_eq!(message.body, b"hello");
         assert_eq!(message.trailers, vec![("t".to_string(), "1".to_string())]);
@@ -184,9 +160,7 @@ mod tests {
     #[test]
     fn content_length_body() {
         let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok";
-        let message = read_message(&mut &wire[..], true, false)
-            .expect("parsed")
-            .expect("a message");
+        let message = read_message(&mut &wire[..], true, false).expect("parsed").expect("a message");
         assert_eq!(message.header("x-a"), Some("b"));
         assert_eq!(message.body, b"ok");
     }

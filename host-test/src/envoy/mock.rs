@@ -17,17 +17,9 @@ use crate::fixture::{HeaderList, HttpCallAnswer};
 #[derive(Clone, Debug, Default)]
 pub enum Behaviour {
     /// The backend: one response for every request of the current step.
-    Upstream {
-        status: u16,
-        headers: HeaderList,
-        body: Vec<u8>,
-        trailers: HeaderList,
-    },
+    Upstream { status: u16, headers: HeaderList, body: Vec<u8>, trailers: HeaderList },
     /// A cluster for http calls: answers by path (and method), unanswered calls hang up.
-    Cluster {
-        name: String,
-        answers: Vec<HttpCallAnswer>,
-    },
+    Cluster { name: String, answers: Vec<HttpCallAnswer> },
     /// Before a step sets one.
     #[default]
     Closed,
@@ -66,12 +58,7 @@ impl MockServer {
                 std::thread::spawn(move || serve(connection, state));
             }
         });
-        Ok(MockServer {
-            port,
-            state,
-            stop,
-            thread: Some(thread),
-        })
+        Ok(MockServer { port, state, stop, thread: Some(thread) })
     }
 
     /// Sets what it answers from now on.
@@ -83,10 +70,7 @@ impl MockServer {
 
     /// Takes the requests received so far.
     pub fn take_received(&self) -> Vec<Http1Message> {
-        self.state
-            .lock()
-            .map(|mut s| std::mem::take(&mut s.received))
-            .unwrap_or_default()
+        self.state.lock().map(|mut s| std::mem::take(&mut s.received)).unwrap_or_default()
     }
 }
 
@@ -116,12 +100,7 @@ fn serve(connection: TcpStream, state: Arc<Mutex<State>>) {
             Err(_) => return,
         };
         let answered = match behaviour {
-            Behaviour::Upstream {
-                status,
-                headers,
-                body,
-                trailers,
-            } => write_message(
+            Behaviour::Upstream { status, headers, body, trailers } => write_message(
                 &mut output,
                 &format!("HTTP/1.1 {status} {}", reason(status)),
                 &headers.0,
@@ -129,9 +108,7 @@ fn serve(connection: TcpStream, state: Arc<Mutex<State>>) {
                 &trailers.0,
             )
             .is_ok(),
-            Behaviour::Cluster { name, answers } => {
-                answer_call(&mut output, &name, &answers, &request)
-            }
+            Behaviour::Cluster { name, answers } => answer_call(&mut output, &name, &answers, &request),
             Behaviour::Closed => false,
         };
         if !answered {
@@ -141,12 +118,7 @@ fn serve(connection: TcpStream, state: Arc<Mutex<State>>) {
     }
 }
 
-fn answer_call(
-    output: &mut TcpStream,
-    cluster: &str,
-    answers: &[HttpCallAnswer],
-    request: &Http1Message,
-) -> bool {
+fn answer_call(output: &mut TcpStream, cluster: &str, answers: &[HttpCallAnswer], request: &Http1Message) -> bool {
     let mut parts = request.start_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let found = answers.iter().find(|answer| {
@@ -163,22 +135,10 @@ fn answer_call(
         return false;
     }
     let (status, headers, body, trailers) = match &answer.response {
-        Some(r) => (
-            r.status,
-            r.headers.0.clone(),
-            r.body.clone().into_bytes(),
-            r.trailers.0.clone(),
-        ),
+        Some(r) => (r.status, r.headers.0.clone(), r.body.clone().into_bytes(), r.trailers.0.clone()),
         None => (200, Vec::new(), Vec::new(), Vec::new()),
     };
-    write_message(
-        output,
-        &format!("HTTP/1.1 {status} {}", reason(status)),
-        &headers,
-        &body,
-        &trailers,
-    )
-    .is_ok()
+    write_message(output, &format!("HTTP/1.1 {status} {}", reason(status)), &headers, &body, &trailers).is_ok()
 }
 
 /// A reason phrase (HTTP/1.1 wants one; Envoy ignores it).

@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::abi::LogLevel;
 use crate::expect::{check_logs, check_step};
 use crate::fixture::{Case, LoadedCase};
 use crate::host::Host;
-use crate::runner::{LocalReplyRecord, Message, Runner, StepOutcome};
+use crate::runner::{CallRecord, LocalReplyRecord, Message, Runner, StepOutcome};
 use crate::vm::LocalReply;
 use crate::world::LogLine;
 use mock::{Behaviour, MockServer};
@@ -72,11 +72,7 @@ pub fn run_files(host: &mut Host, files: &[PathBuf], binary: &Path) -> Vec<Envoy
                         Ok(outcome) => outcome,
                         Err(error) => (Verdict::Failed(vec![format!("{error:#}")]), Vec::new()),
                     };
-                    let envoy_log = if matches!(verdict, Verdict::Failed(_)) {
-                        envoy_log
-                    } else {
-                        Vec::new()
-                    };
+                    let envoy_log = if matches!(verdict, Verdict::Failed(_)) { envoy_log } else { Vec::new() };
                     results.push(EnvoyCaseResult {
                         file: file.display().to_string(),
                         name: loaded.case.name.clone(),
@@ -126,17 +122,11 @@ fn harness_run(
     seed_delta: u64,
     clock_shift: Duration,
 ) -> Result<Result<Vec<StepOutcome>, String>> {
-    let mut runner =
-        Runner::with_variation(host, &loaded.case, &loaded.file, seed_delta, clock_shift)?;
+    let mut runner = Runner::with_variation(host, &loaded.case, &loaded.file, seed_delta, clock_shift)?;
     if let Err(reason) = runner.start() {
         return Ok(Err(reason));
     }
-    Ok(Ok(loaded
-        .case
-        .steps
-        .iter()
-        .map(|step| runner.step(step))
-        .collect()))
+    Ok(Ok(loaded.case.steps.iter().map(|step| runner.step(step)).collect()))
 }
 
 fn run_case(host: &mut Host, loaded: &LoadedCase, binary: &Path) -> Result<(Verdict, Vec<String>)> {
@@ -154,10 +144,7 @@ fn run_case(host: &mut Host, loaded: &LoadedCase, binary: &Path) -> Result<(Verd
     let mut modules = Vec::new();
     for filter in &case.filters {
         let path = host.resolve(&filter.name, filter.wasm.as_deref(), fixture_dir)?;
-        modules.push(
-            path.canonicalize()
-                .with_context(|| format!("{}", path.display()))?,
-        );
+        modules.push(path.canonicalize().with_context(|| format!("{}", path.display()))?);
     }
     let module_refs: Vec<&Path> = modules.iter().map(PathBuf::as_path).collect();
 
@@ -190,33 +177,20 @@ fn run_case(host: &mut Host, loaded: &LoadedCase, binary: &Path) -> Result<(Verd
     std::fs::create_dir_all(&dir)?;
     let bootstrap_path = dir.join(format!("{}.yaml", listen_port));
     std::fs::write(&bootstrap_path, serde_json::to_string_pretty(&config)?)?;
-    let set_answers = |step_answers: &[crate::fixture::HttpCallAnswer]| {
-        for (name, server) in &cluster_servers {
-            let answers = step_answers
-                .iter()
-                .chain(&case.http_calls)
-                .cloned()
-                .collect();
-            server.set(Behaviour::Cluster {
-                name: name.clone(),
-                answers,
-            });
-        }
-    };
-    set_answers(&[]);
+    set_answers(case, &cluster_servers, &[]);
 
     let mut envoy = Envoy::start(binary, &bootstrap_path, case.workers, admin_port)?;
-    let verdict = drive(
-        case,
-        &mut envoy,
-        harness,
-        variant,
-        &upstream,
-        &set_answers,
-        listen_port,
-    );
+    let verdict = drive(case, &mut envoy, harness, variant, &upstream, &cluster_servers, listen_port);
     let _ = std::fs::remove_file(&bootstrap_path);
     verdict
+}
+
+/// Points every cluster server at the case's answers and the step's.
+fn set_answers(case: &Case, servers: &BTreeMap<String, MockServer>, step_answers: &[crate::fixture::HttpCallAnswer]) {
+    for (name, server) in servers {
+        let answers = step_answers.iter().chain(&case.http_calls).cloned().collect();
+        server.set(Behaviour::Cluster { name: name.clone(), answers });
+    }
 }
 
 /// Runs the case's steps against a started Envoy.
@@ -226,7 +200,7 @@ fn drive(
     harness: Result<Vec<StepOutcome>, String>,
     variant: Result<Vec<StepOutcome>, String>,
     upstream: &MockServer,
-    set_answers: &dyn Fn(&[crate::fixture::HttpCallAnswer]),
+    cluster_servers: &BTreeMap<String, MockServer>,
     listen_port: u16,
 ) -> Result<(Verdict, Vec<String>)> {
     // A plugin expected to refuse its configuration: Envoy must refuse to start (fail closed).
@@ -236,40 +210,24 @@ fn drive(
         let mut problems = Vec::new();
         match envoy.wait_exit(Duration::from_secs(20))? {
             Some(status) if !status.success() => {}
-            Some(status) => problems.push(format!(
-                "envoy exited with {status}, expected a failure status"
-            )),
+            Some(status) => problems.push(format!("envoy exited with {status}, expected a failure status")),
             None => {
                 if envoy.wait_ready(Duration::from_millis(10)).is_ok() {
-                    problems.push("envoy started serving, but the plugin configuration should have been refused".into());
+                    problems
+                        .push("envoy started serving, but the plugin configuration should have been refused".into());
                 } else {
-                    problems.push(
-                        "envoy neither refused the configuration nor became ready within 20s"
-                            .into(),
-                    );
+                    problems.push("envoy neither refused the configuration nor became ready within 20s".into());
                 }
             }
         }
         let log = envoy.log_since(0);
         if let Some(logs) = &expect.logs {
-            check_logs(
-                "envoy expect_start.logs",
-                &wasm_log_lines(&log),
-                logs,
-                &mut problems,
-            );
+            check_logs("envoy expect_start.logs", &wasm_log_lines(&log), logs, &mut problems);
         }
         if harness.is_ok() {
             problems.push("differs: the harness started the plugin, Envoy refused it".into());
         }
-        return Ok((
-            if problems.is_empty() {
-                Verdict::Passed
-            } else {
-                Verdict::Failed(problems)
-            },
-            log,
-        ));
+        return Ok((if problems.is_empty() { Verdict::Passed } else { Verdict::Failed(problems) }, log));
     }
     if let Err(error) = envoy.wait_ready(Duration::from_secs(30)) {
         let log = envoy.log_since(0);
@@ -283,9 +241,7 @@ fn drive(
         (Ok(h), Ok(v)) => (h, v),
         (Err(reason), _) | (_, Err(reason)) => {
             return Ok((
-                Verdict::Failed(vec![format!(
-                    "differs: Envoy started the plugin, the harness refused it: {reason}"
-                )]),
+                Verdict::Failed(vec![format!("differs: Envoy started the plugin, the harness refused it: {reason}")]),
                 envoy.log_since(0),
             ));
         }
@@ -311,26 +267,40 @@ fn drive(
             },
         };
         upstream.set(upstream_behaviour);
-        set_answers(&step.http_calls);
+        set_answers(case, cluster_servers, &step.http_calls);
+        for server in cluster_servers.values() {
+            server.take_received();
+        }
         let _ = upstream.take_received();
         let log_start = envoy.log_len();
         let response = match &step.request {
-            Some(request) => client::send(listen_port, request)
-                .map_err(|e| anyhow!("step {}: sending the request: {e:#}", index + 1))?,
+            Some(request) => match client::send(listen_port, request) {
+                Ok(response) => response,
+                Err(error) => {
+                    problems.push(format!("step {}: sending the request: {error:#}", index + 1));
+                    break;
+                }
+            },
             None => None,
         };
         settle_log(&envoy);
         let received = upstream.take_received();
         let log = envoy.log_since(log_start);
         let stats = envoy.stats().unwrap_or_default();
-        let envoy_outcome = outcome_from_envoy(
-            step.request.is_some(),
-            response,
-            received.first(),
-            &log,
-            &stats,
-            &harness[index],
-        );
+        let mut envoy_outcome =
+            outcome_from_envoy(step.request.is_some(), response, received.first(), &log, &stats, &harness[index]);
+        for (cluster, server) in cluster_servers {
+            for call in server.take_received() {
+                let mut parts = call.start_line.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                envoy_outcome.http_calls.push(CallRecord {
+                    filter: String::new(),
+                    cluster: cluster.clone(),
+                    method,
+                    path,
+                });
+            }
+        }
         let label = format!("step {}", index + 1);
         for mismatch in check_step(&envoy_outcome, step.expect.as_ref()) {
             problems.push(format!("{label}: envoy: {mismatch}"));
@@ -344,14 +314,7 @@ fn drive(
         }
     }
     let log = envoy.log_since(0);
-    Ok((
-        if problems.is_empty() {
-            Verdict::Passed
-        } else {
-            Verdict::Failed(problems)
-        },
-        log,
-    ))
+    Ok((if problems.is_empty() { Verdict::Passed } else { Verdict::Failed(problems) }, log))
 }
 
 /// Waits until Envoy has logged nothing new for 60 ms (at most 600 ms): the stream's
@@ -392,12 +355,7 @@ fn wasm_log_lines(log: &[String]) -> Vec<LogLine> {
             } else {
                 LogLevel::Trace
             };
-            Some(LogLine {
-                worker: 0,
-                filter: String::new(),
-                level,
-                message: message.to_string(),
-            })
+            Some(LogLine { worker: 0, filter: String::new(), level, message: message.to_string() })
         })
         .collect()
 }
@@ -423,29 +381,18 @@ fn outcome_from_envoy(
     outcome.upstream_request = upstream.map(|request| {
         // Give the request line and host back as the pseudo-headers the harness records.
         let mut parts = request.start_line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
+        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
         let mut message = message_of(request);
         let authority = request.header("host").unwrap_or("").to_string();
         message.headers.retain(|(k, _)| k != "host");
-        let mut headers = vec![
-            (":authority".to_string(), authority),
-            (":path".to_string(), path),
-            (":method".to_string(), method),
-        ];
+        let mut headers =
+            vec![(":authority".to_string(), authority), (":path".to_string(), path), (":method".to_string(), method)];
         headers.append(&mut message.headers);
         message.headers = headers;
         message
     });
     outcome.response = response.map(|response| {
-        let status = response
-            .start_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("0")
-            .to_string();
+        let status = response.start_line.split_whitespace().nth(1).unwrap_or("0").to_string();
         let mut message = message_of(&response);
         message.headers.insert(0, (":status".to_string(), status));
         message
@@ -458,18 +405,10 @@ fn outcome_from_envoy(
         // Envoy does not say which filter answered: the client's response is the local reply.
         let status = response.status().unwrap_or(0);
         outcome.local_reply = Some(LocalReplyRecord {
-            filter: harness
-                .local_reply
-                .as_ref()
-                .map(|r| r.filter.clone())
-                .unwrap_or_default(),
+            filter: harness.local_reply.as_ref().map(|r| r.filter.clone()).unwrap_or_default(),
             reply: LocalReply {
                 status: u32::from(status),
-                details: harness
-                    .local_reply
-                    .as_ref()
-                    .map(|r| r.reply.details.clone())
-                    .unwrap_or_default(),
+                details: harness.local_reply.as_ref().map(|r| r.reply.details.clone()).unwrap_or_default(),
                 body: response.body.clone().into_bytes(),
                 headers: Vec::new(),
             },
@@ -487,28 +426,19 @@ fn outcome_from_envoy(
         .cloned()
         .collect();
     // Envoy files Wasm-defined metrics under the `wasmcustom.` prefix.
-    outcome.metrics = stats
-        .iter()
-        .map(|(k, v)| (k.strip_prefix("wasmcustom.").unwrap_or(k).to_string(), *v))
-        .collect();
+    outcome.metrics = stats.iter().map(|(k, v)| (k.strip_prefix("wasmcustom.").unwrap_or(k).to_string(), *v)).collect();
     outcome
 }
 
 /// The share of cases that ran in both the harness and Envoy, in percent.
 pub fn coverage(results: &[EnvoyCaseResult]) -> f64 {
-    let ran = results
-        .iter()
-        .filter(|r| !matches!(r.verdict, Verdict::Skipped(_)))
-        .count();
+    let ran = results.iter().filter(|r| !matches!(r.verdict, Verdict::Skipped(_))).count();
     100.0 * ran as f64 / results.len().max(1) as f64
 }
 
 /// Whether every case that ran passed and enough cases ran.
 pub fn succeeded(results: &[EnvoyCaseResult], min_coverage: f64) -> bool {
-    results
-        .iter()
-        .all(|r| !matches!(r.verdict, Verdict::Failed(_)))
-        && coverage(results) >= min_coverage
+    results.iter().all(|r| !matches!(r.verdict, Verdict::Failed(_))) && coverage(results) >= min_coverage
 }
 
 /// A line per case, the failures with Envoy's log, and the totals.
@@ -518,21 +448,13 @@ pub fn report(results: &[EnvoyCaseResult], min_coverage: f64) -> String {
     for result in results {
         match &result.verdict {
             Verdict::Passed => {
-                let _ = writeln!(
-                    out,
-                    "PASS {}::{} ({:.0} ms)",
-                    result.file, result.name, result.millis
-                );
+                let _ = writeln!(out, "PASS {}::{} ({:.0} ms)", result.file, result.name, result.millis);
             }
             Verdict::Skipped(reason) => {
                 let _ = writeln!(out, "SKIP {}::{}: {reason}", result.file, result.name);
             }
             Verdict::Failed(problems) => {
-                let _ = writeln!(
-                    out,
-                    "FAIL {}::{} ({:.0} ms)",
-                    result.file, result.name, result.millis
-                );
+                let _ = writeln!(out, "FAIL {}::{} ({:.0} ms)", result.file, result.name, result.millis);
                 for problem in problems {
                     let _ = writeln!(out, "    {problem}");
                 }
@@ -548,10 +470,7 @@ pub fn report(results: &[EnvoyCaseResult], min_coverage: f64) -> String {
                     })
                     .collect();
                 if !relevant.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "    envoy log (Wasm lines, warnings and errors; last 60):"
-                    );
+                    let _ = writeln!(out, "    envoy log (Wasm lines, warnings and errors; last 60):");
                     for line in relevant.iter().rev().take(60).rev() {
                         let _ = writeln!(out, "      {line}");
                     }
@@ -559,14 +478,8 @@ pub fn report(results: &[EnvoyCaseResult], min_coverage: f64) -> String {
             }
         }
     }
-    let passed = results
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Passed))
-        .count();
-    let failed = results
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Failed(_)))
-        .count();
+    let passed = results.iter().filter(|r| matches!(r.verdict, Verdict::Passed)).count();
+    let failed = results.iter().filter(|r| matches!(r.verdict, Verdict::Failed(_))).count();
     let skipped = results.len() - passed - failed;
     let share = coverage(results);
     let _ = writeln!(

@@ -14,9 +14,7 @@ use anyhow::{Context as _, Result, bail};
 
 /// A free port on 127.0.0.1 (bound and released; Envoy or a mock binds it next).
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A running Envoy.
@@ -29,23 +27,12 @@ pub struct Envoy {
 
 impl Envoy {
     /// Starts `binary` with `bootstrap` and `concurrency` workers.
-    pub fn start(
-        binary: &Path,
-        bootstrap: &Path,
-        concurrency: usize,
-        admin_port: u16,
-    ) -> Result<Envoy> {
+    pub fn start(binary: &Path, bootstrap: &Path, concurrency: usize, admin_port: u16) -> Result<Envoy> {
         let mut command = Command::new(binary);
         command
             .arg("-c")
             .arg(bootstrap)
-            .args([
-                "--concurrency",
-                &concurrency.to_string(),
-                "--disable-hot-restart",
-                "--log-level",
-                "info",
-            ])
+            .args(["--concurrency", &concurrency.to_string(), "--disable-hot-restart", "--log-level", "info"])
             .args(["--component-log-level", "wasm:trace"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -57,9 +44,7 @@ impl Envoy {
                 Ok(())
             });
         }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let log = Arc::new(Mutex::new(Vec::new()));
         if let Some(stderr) = child.stderr.take() {
             let lines = log.clone();
@@ -72,11 +57,7 @@ impl Envoy {
                 }
             });
         }
-        Ok(Envoy {
-            child,
-            log,
-            admin_port,
-        })
+        Ok(Envoy { child, log, admin_port })
     }
 
     /// Waits until the admin interface says LIVE; an error if Envoy exits or `timeout` passes.
@@ -112,21 +93,11 @@ impl Envoy {
     pub fn admin(&self, path: &str) -> Result<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
-        )?;
+        write!(stream, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")?;
         let mut text = String::new();
         stream.read_to_string(&mut text)?;
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         Ok((status, body))
     }
 
@@ -134,8 +105,7 @@ impl Envoy {
     pub fn stats(&self) -> Result<std::collections::BTreeMap<String, i64>> {
         let (_, body) = self.admin("/stats?format=json")?;
         let body = dechunk(&body);
-        let parsed: serde_json::Value =
-            serde_json::from_str(&body).context("parsing /stats?format=json")?;
+        let parsed: serde_json::Value = serde_json::from_str(&body).context("parsing /stats?format=json")?;
         let mut out = std::collections::BTreeMap::new();
         for stat in parsed["stats"].as_array().into_iter().flatten() {
             if let (Some(name), Some(value)) = (stat["name"].as_str(), stat["value"].as_i64()) {
@@ -147,10 +117,7 @@ impl Envoy {
 
     /// The log lines from `from` on.
     pub fn log_since(&self, from: usize) -> Vec<String> {
-        self.log
-            .lock()
-            .map(|l| l.get(from..).map(<[String]>::to_vec).unwrap_or_default())
-            .unwrap_or_default()
+        self.log.lock().map(|l| l.get(from..).map(<[String]>::to_vec).unwrap_or_default()).unwrap_or_default()
     }
 
     /// How many lines were logged so far.
@@ -177,18 +144,10 @@ fn dechunk(body: &str) -> String {
     let mut rest = body;
     loop {
         let Some((size, after)) = rest.split_once("\r\n") else {
-            return if out.is_empty() {
-                body.to_string()
-            } else {
-                out
-            };
+            return if out.is_empty() { body.to_string() } else { out };
         };
         let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            return if out.is_empty() {
-                body.to_string()
-            } else {
-                out
-            };
+            return if out.is_empty() { body.to_string() } else { out };
         };
         if size == 0 || after.len() < size {
             return out;

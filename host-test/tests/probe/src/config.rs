@@ -86,9 +86,7 @@ impl Config {
     fn check_routes(&self) -> Result<(), String> {
         for (path, route) in &self.routes {
             if !path.starts_with('/') {
-                return Err(format!(
-                    "routes.{path}: a route is a request path starting with '/'"
-                ));
+                return Err(format!("routes.{path}: a route is a request path starting with '/'"));
             }
             let top_level_only = [
                 ("tag", route.tag.is_some()),
@@ -100,9 +98,7 @@ impl Config {
                 ("routes", !route.routes.is_empty()),
             ];
             if let Some((field, _)) = top_level_only.iter().find(|(_, set)| *set) {
-                return Err(format!(
-                    "routes.{path}: `{field}` is only allowed at the top level"
-                ));
+                return Err(format!("routes.{path}: `{field}` is only allowed at the top level"));
             }
         }
         Ok(())
@@ -131,17 +127,11 @@ impl Config {
 
     /// The actions of a stream callback: the route's list if it has one, else the top-level one.
     pub fn actions(&self, route: Option<&str>, hook: Hook) -> &[Action] {
-        self.route(route)
-            .and_then(|r| r.hook(hook))
-            .or_else(|| self.hook(hook))
-            .map_or(&[], Vec::as_slice)
+        self.route(route).and_then(|r| r.hook(hook)).or_else(|| self.hook(hook)).map_or(&[], Vec::as_slice)
     }
 
     pub fn done_later(&self, route: Option<&str>) -> bool {
-        self.route(route)
-            .and_then(|r| r.done_later)
-            .or(self.done_later)
-            .unwrap_or(false)
+        self.route(route).and_then(|r| r.done_later).or(self.done_later).unwrap_or(false)
     }
 
     /// Number of action lists configured, for the `on_configure` summary line.
@@ -161,8 +151,7 @@ impl Config {
             Hook::Log,
         ];
         let root = [&self.on_configure, &self.on_tick, &self.on_queue_ready];
-        root.iter().filter(|l| !l.is_empty()).count()
-            + hooks.iter().filter(|h| self.hook(**h).is_some()).count()
+        root.iter().filter(|l| !l.is_empty()).count() + hooks.iter().filter(|h| self.hook(**h).is_some()).count()
     }
 }
 

@@ -82,9 +82,7 @@ impl Context for Probe {
 
 impl RootContext for Probe {
     fn on_vm_start(&mut self, vm_configuration_size: usize) -> bool {
-        say(format!(
-            "on_vm_start vm_configuration_size={vm_configuration_size}"
-        ));
+        say(format!("on_vm_start vm_configuration_size={vm_configuration_size}"));
         if vm_configuration_size == 0 {
             return true;
         }
@@ -107,9 +105,7 @@ impl RootContext for Probe {
     }
 
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        say(format!(
-            "on_configure plugin_configuration_size={plugin_configuration_size}"
-        ));
+        say(format!("on_configure plugin_configuration_size={plugin_configuration_size}"));
         let bytes = if plugin_configuration_size == 0 {
             Vec::new()
         } else {
@@ -186,56 +182,30 @@ impl RootContext for Probe {
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
         self.select_route();
-        say(format!(
-            "on_request_headers headers={headers} end_of_stream={end_of_stream}"
-        ));
-        self.stream_callback(
-            "on_request_headers",
-            Phase::RequestHeaders,
-            Hook::RequestHeaders,
-        )
+        say(format!("on_request_headers headers={headers} end_of_stream={end_of_stream}"));
+        self.stream_callback("on_request_headers", Phase::RequestHeaders, Hook::RequestHeaders)
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        say(format!(
-            "on_request_body size={size} end_of_stream={end_of_stream}"
-        ));
-        let phase = Phase::RequestBody {
-            size,
-            end_of_stream,
-        };
+        say(format!("on_request_body size={size} end_of_stream={end_of_stream}"));
+        let phase = Phase::RequestBody { size, end_of_stream };
         self.stream_callback("on_request_body", phase, Hook::RequestBody)
     }
 
     fn on_http_request_trailers(&mut self, trailers: usize) -> Action {
         say(format!("on_request_trailers trailers={trailers}"));
-        self.stream_callback(
-            "on_request_trailers",
-            Phase::RequestTrailers,
-            Hook::RequestTrailers,
-        )
+        self.stream_callback("on_request_trailers", Phase::RequestTrailers, Hook::RequestTrailers)
     }
 
     fn on_http_response_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
         self.response_started = true;
-        say(format!(
-            "on_response_headers headers={headers} end_of_stream={end_of_stream}"
-        ));
-        self.stream_callback(
-            "on_response_headers",
-            Phase::ResponseHeaders,
-            Hook::ResponseHeaders,
-        )
+        say(format!("on_response_headers headers={headers} end_of_stream={end_of_stream}"));
+        self.stream_callback("on_response_headers", Phase::ResponseHeaders, Hook::ResponseHeaders)
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        say(format!(
-            "on_response_body size={size} end_of_stream={end_of_stream}"
-        ));
-        let phase = Phase::ResponseBody {
-            size,
-            end_of_stream,
-        };
+        say(format!("on_response_body size={size} end_of_stream={end_of_stream}"));
+        let phase = Phase::ResponseBody { size, end_of_stream };
         self.stream_callback("on_response_body", phase, Hook::ResponseBody)
     }
 

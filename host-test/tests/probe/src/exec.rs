@@ -2,8 +2,8 @@
 //! answered, one line per hostcall.
 
 use crate::config::{
-    Action, Actions, BufferName, CasMode, Config, ContextName, ContextRef, GrpcCall, GrpcStream,
-    Hook, HttpCall, LocalReply, MapName, SharedSet,
+    Action, Actions, BufferName, CasMode, Config, ContextName, ContextRef, GrpcCall, GrpcStream, Hook, HttpCall,
+    LocalReply, MapName, SharedSet,
 };
 use crate::host::{self, Status};
 use crate::vm::{self, error, quote, say, warn};
@@ -65,12 +65,7 @@ const SIGNED_PROPERTIES: &[&str] = &[
 const UNSIGNED_PROPERTIES: &[&str] = &["connection.id"];
 const BOOL_PROPERTIES: &[&str] = &["connection.mtls"];
 /// Properties serialized as maps (the header-map pairs format).
-const MAP_PROPERTIES: &[&str] = &[
-    "request.headers",
-    "request.trailers",
-    "response.headers",
-    "response.trailers",
-];
+const MAP_PROPERTIES: &[&str] = &["request.headers", "request.trailers", "response.headers", "response.trailers"];
 
 /// The state of one context (the root context, or one HTTP stream).
 pub struct Probe {
@@ -93,11 +88,7 @@ pub struct Probe {
 
 /// Logs at info when the host answered Ok, else at warn.
 fn report(status: Status, message: String) {
-    if status.is_ok() {
-        say(message)
-    } else {
-        warn(message)
-    }
+    if status.is_ok() { say(message) } else { warn(message) }
 }
 
 fn level_name(level: u32) -> String {
@@ -135,10 +126,7 @@ fn render_property(name: &str, value: &[u8]) -> String {
 }
 
 fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
-    pairs
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
+    pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
 }
 
 impl Probe {
@@ -221,9 +209,7 @@ impl Probe {
             }
             Action::Env(name) => env(name.as_deref()),
             Action::Args => {
-                let args: Vec<String> = std::env::args_os()
-                    .map(|a| quote(a.as_encoded_bytes()))
-                    .collect();
+                let args: Vec<String> = std::env::args_os().map(|a| quote(a.as_encoded_bytes())).collect();
                 say(format!("args count={} [{}]", args.len(), args.join(", ")));
             }
 
@@ -238,10 +224,7 @@ impl Probe {
                 if let Some(map) = self.map(phase, map, "set_header") {
                     let status = host::replace_map_value(map.id(), name, value);
                     let value = quote(value.as_bytes());
-                    report(
-                        status,
-                        format!("{} replace {name}={value} status={status}", map.name()),
-                    );
+                    report(status, format!("{} replace {name}={value} status={status}", map.name()));
                 }
             }
             Action::AddHeader(header) => {
@@ -249,20 +232,14 @@ impl Probe {
                 if let Some(map) = self.map(phase, map, "add_header") {
                     let status = host::add_map_value(map.id(), name, value);
                     let value = quote(value.as_bytes());
-                    report(
-                        status,
-                        format!("{} add {name}={value} status={status}", map.name()),
-                    );
+                    report(status, format!("{} add {name}={value} status={status}", map.name()));
                 }
             }
             Action::RemoveHeader(header) => {
                 let (map, name) = header.parts();
                 if let Some(map) = self.map(phase, map, "remove_header") {
                     let status = host::remove_map_value(map.id(), name);
-                    report(
-                        status,
-                        format!("{} remove {name} status={status}", map.name()),
-                    );
+                    report(status, format!("{} remove {name} status={status}", map.name()));
                 }
             }
             Action::DumpHeaders(map) => {
@@ -275,10 +252,7 @@ impl Probe {
                 if let Some(map) = self.map(phase, map, "set_headers") {
                     let status = host::set_map_pairs(map.id(), pairs);
                     let count = pairs.len();
-                    report(
-                        status,
-                        format!("{} set_pairs count={count} status={status}", map.name()),
-                    );
+                    report(status, format!("{} set_pairs count={count} status={status}", map.name()));
                 }
             }
 
@@ -356,10 +330,7 @@ impl Probe {
                 let path = path.segments();
                 let status = host::set_property(&path, value.as_bytes());
                 let (name, value) = (path.join("."), quote(value.as_bytes()));
-                report(
-                    status,
-                    format!("set_property {name}={value} status={status}"),
-                );
+                report(status, format!("set_property {name}={value} status={status}"));
             }
 
             Action::SharedGet(key) => shared_get(key),
@@ -377,19 +348,13 @@ impl Probe {
                     vm::with(|vm| vm.queues.insert(name.clone(), id));
                 }
                 let vm_id = quote(vm_id.as_bytes());
-                report(
-                    status,
-                    format!("queue_resolve vm_id={vm_id} name={name} status={status}"),
-                );
+                report(status, format!("queue_resolve vm_id={vm_id} name={name} status={status}"));
             }
             Action::QueueEnqueue(name, value) => {
                 if let Some(id) = queue(name, "queue_enqueue") {
                     let status = host::enqueue_shared_queue(id, value.as_bytes());
                     let value = quote(value.as_bytes());
-                    report(
-                        status,
-                        format!("queue_enqueue {name}={value} status={status}"),
-                    );
+                    report(status, format!("queue_enqueue {name}={value} status={status}"));
                 }
             }
             Action::QueueDequeue(name) => {
@@ -414,27 +379,18 @@ impl Probe {
                     vm::with(|vm| vm.metrics.insert(name.clone(), id));
                 }
                 let kind = format!("{:?}", define.kind).to_lowercase();
-                report(
-                    status,
-                    format!("metric_define {name} kind={kind} status={status}"),
-                );
+                report(status, format!("metric_define {name} kind={kind} status={status}"));
             }
             Action::MetricIncrement(name, by) => {
                 if let Some(id) = metric(name, "metric_increment") {
                     let status = host::increment_metric(id, *by);
-                    report(
-                        status,
-                        format!("metric_increment {name} by={by} status={status}"),
-                    );
+                    report(status, format!("metric_increment {name} by={by} status={status}"));
                 }
             }
             Action::MetricRecord(name, value) => {
                 if let Some(id) = metric(name, "metric_record") {
                     let status = host::record_metric(id, *value);
-                    report(
-                        status,
-                        format!("metric_record {name} value={value} status={status}"),
-                    );
+                    report(status, format!("metric_record {name} value={value} status={status}"));
                 }
             }
             Action::MetricGet(name) => {
@@ -519,9 +475,7 @@ impl Probe {
     fn map(&self, phase: Phase, explicit: Option<MapName>, action: &str) -> Option<MapName> {
         let map = explicit.or_else(|| self.default_map(phase));
         if map.is_none() {
-            error(format!(
-                "{action}: no header map in {phase:?}; name one with `map`"
-            ));
+            error(format!("{action}: no header map in {phase:?}; name one with `map`"));
         }
         map
     }
@@ -551,15 +505,8 @@ impl Probe {
     }
 
     fn grpc_call(&mut self, call: &GrpcCall) {
-        let label = call
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}/{}", call.service, call.method));
-        let metadata: Vec<(&str, &[u8])> = call
-            .metadata
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes()))
-            .collect();
+        let label = call.name.clone().unwrap_or_else(|| format!("{}/{}", call.service, call.method));
+        let metadata: Vec<(&str, &[u8])> = call.metadata.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         let message = Some(call.message.as_bytes());
         let timeout = Duration::from_millis(call.timeout_ms);
         let line = format!("grpc_call {label} cluster={}", call.cluster);
@@ -578,60 +525,37 @@ impl Probe {
     }
 
     fn grpc_stream(&mut self, stream: &GrpcStream) {
-        let metadata: Vec<(&str, &[u8])> = stream
-            .metadata
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes()))
-            .collect();
+        let metadata: Vec<(&str, &[u8])> = stream.metadata.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         let (cluster, service, method) = (&stream.cluster, &stream.service, &stream.method);
         let name = &stream.name;
         match hostcalls::open_grpc_stream(cluster, service, method, metadata) {
             Ok(token) => {
                 self.grpc_names.insert(name.clone(), token);
                 self.grpc_streams.insert(token, name.clone());
-                say(format!(
-                    "grpc_stream {name} open cluster={cluster} status=Ok"
-                ));
+                say(format!("grpc_stream {name} open cluster={cluster} status=Ok"));
             }
-            Err(status) => warn(format!(
-                "grpc_stream {name} open cluster={cluster} status={status:?}"
-            )),
+            Err(status) => warn(format!("grpc_stream {name} open cluster={cluster} status={status:?}")),
         }
     }
 
     fn grpc_token(&self, name: &str, action: &str) -> Option<u32> {
         let token = self.grpc_names.get(name).copied();
         if token.is_none() {
-            error(format!(
-                "{action} {name}: no gRPC call or stream of that name in this context"
-            ));
+            error(format!("{action} {name}: no gRPC call or stream of that name in this context"));
         }
         token
     }
 
     fn stream_label(&self, token: u32) -> String {
-        self.grpc_streams
-            .get(&token)
-            .cloned()
-            .unwrap_or_else(|| format!("#{token}"))
+        self.grpc_streams.get(&token).cloned().unwrap_or_else(|| format!("#{token}"))
     }
 
     /// `proxy_on_http_call_response`: logs the answer, then runs the call's `then` actions or
     /// `on_http_call_response`.
-    pub fn http_call_answered(
-        &mut self,
-        token: u32,
-        headers: usize,
-        body_size: usize,
-        trailers: usize,
-    ) {
+    pub fn http_call_answered(&mut self, token: u32, headers: usize, body_size: usize, trailers: usize) {
         let pending = self.http_calls.remove(&token);
-        let label = pending
-            .as_ref()
-            .map_or_else(|| format!("#{token}"), |p| p.label.clone());
-        say(format!(
-            "on_http_call_response call={label} headers={headers} body_size={body_size} trailers={trailers}"
-        ));
+        let label = pending.as_ref().map_or_else(|| format!("#{token}"), |p| p.label.clone());
+        say(format!("on_http_call_response call={label} headers={headers} body_size={body_size} trailers={trailers}"));
         if headers > 0 {
             dump(MapName::HttpCallResponseHeaders);
         }
@@ -652,12 +576,8 @@ impl Probe {
     /// one (the status, with `proxy_get_status` logged).
     pub fn grpc_call_answered(&mut self, token: u32, status_code: u32, size: usize) {
         let pending = self.grpc_calls.remove(&token);
-        let label = pending
-            .as_ref()
-            .map_or_else(|| format!("#{token}"), |p| p.label.clone());
-        say(format!(
-            "on_grpc_call_response call={label} status={status_code} size={size}"
-        ));
+        let label = pending.as_ref().map_or_else(|| format!("#{token}"), |p| p.label.clone());
+        say(format!("on_grpc_call_response call={label} status={status_code} size={size}"));
         if size > 0 {
             get_buffer(BufferName::GrpcReceiveBuffer, size);
         } else {
@@ -689,9 +609,7 @@ impl Probe {
 
     pub fn grpc_stream_closed(&mut self, token: u32, status_code: u32) {
         let label = self.stream_label(token);
-        say(format!(
-            "on_grpc_stream_close stream={label} status={status_code}"
-        ));
+        say(format!("on_grpc_stream_close stream={label} status={status_code}"));
         log_status("grpc_status");
         self.run_hook(Phase::GrpcClose, Hook::GrpcClose);
     }
@@ -720,17 +638,9 @@ fn dump(map: MapName) {
 /// The body of a body callback (or callout answer): buffer, size, whether it is the last chunk.
 fn body(phase: Phase, action: &str) -> Option<(BufferName, usize, bool)> {
     let body = match phase {
-        Phase::RequestBody {
-            size,
-            end_of_stream,
-        } => (BufferName::RequestBody, size, end_of_stream),
-        Phase::ResponseBody {
-            size,
-            end_of_stream,
-        } => (BufferName::ResponseBody, size, end_of_stream),
-        Phase::HttpCallResponse { body_size } => {
-            (BufferName::HttpCallResponseBody, body_size, true)
-        }
+        Phase::RequestBody { size, end_of_stream } => (BufferName::RequestBody, size, end_of_stream),
+        Phase::ResponseBody { size, end_of_stream } => (BufferName::ResponseBody, size, end_of_stream),
+        Phase::HttpCallResponse { body_size } => (BufferName::HttpCallResponseBody, body_size, true),
         Phase::GrpcMessage { size } => (BufferName::GrpcReceiveBuffer, size, true),
         _ => {
             error(format!("{action}: no body in {phase:?}"));
@@ -755,22 +665,15 @@ fn get_buffer(buffer: BufferName, max_size: usize) {
 fn set_buffer(buffer: BufferName, how: &str, start: usize, size: usize, text: &str) {
     let status = host::set_buffer(buffer.id(), start, size, text.as_bytes());
     let text = quote(text.as_bytes());
-    report(
-        status,
-        format!("{} {how} {text} status={status}", buffer.name()),
-    );
+    report(status, format!("{} {how} {text} status={status}", buffer.name()));
 }
 
 fn local_reply(reply: &LocalReply) {
     let details = reply.details.as_deref().unwrap_or("probe_local_reply");
     let grpc_status = reply.grpc_status.unwrap_or(-1);
     let body = reply.body.as_bytes();
-    let status =
-        host::send_local_response(reply.status, details, body, &reply.headers, grpc_status);
-    report(
-        status,
-        format!("local_reply {} status={status}", reply.status),
-    );
+    let status = host::send_local_response(reply.status, details, body, &reply.headers, grpc_status);
+    report(status, format!("local_reply {} status={status}", reply.status));
 }
 
 /// Logs `proxy_get_status`: `<label> code=… message="…"`.
@@ -794,9 +697,7 @@ fn time() {
         Ok(wasi) => {
             let wasi = u64::try_from(wasi.as_nanos()).unwrap_or(u64::MAX);
             let agree = proxy.abs_diff(wasi) < 1_000_000;
-            say(format!(
-                "time proxy_ns={proxy} wasi_ns={wasi} time_agree={agree}"
-            ));
+            say(format!("time proxy_ns={proxy} wasi_ns={wasi} time_agree={agree}"));
         }
         Err(_) => warn(format!("time proxy_ns={proxy} wasi clock before 1970")),
     }
@@ -837,10 +738,7 @@ fn shared_get(key: &str) {
     match host::get_shared_data(key) {
         (Status::OK, value, cas) => {
             vm::with(|vm| vm.cas.insert(key.to_owned(), cas));
-            say(format!(
-                "shared_get {key}={}",
-                quote(value.as_deref().unwrap_or_default())
-            ));
+            say(format!("shared_get {key}={}", quote(value.as_deref().unwrap_or_default())));
         }
         (Status::NOT_FOUND, _, _) => say(format!("shared_get {key} missing")),
         (status, _, _) => warn(format!("shared_get {key} status={status}")),
@@ -852,10 +750,7 @@ fn shared_set(set: &SharedSet) {
     let write = |cas: u32, mode: &str| {
         let status = host::set_shared_data(key, value, cas);
         let shown = quote(value);
-        report(
-            status,
-            format!("shared_set {key}={shown} cas={mode} status={status}"),
-        );
+        report(status, format!("shared_set {key}={shown} cas={mode} status={status}"));
         status
     };
     let fresh_cas = || host::get_shared_data(key).2;
@@ -870,9 +765,7 @@ fn shared_set(set: &SharedSet) {
             Some(cas) => {
                 write(cas, "last_get");
             }
-            None => error(format!(
-                "shared_set {key}: cas=last_get but this VM never read the key"
-            )),
+            None => error(format!("shared_set {key}: cas=last_get but this VM never read the key")),
         },
         CasMode::Stale => {
             let mut cas = fresh_cas();
@@ -891,9 +784,7 @@ fn shared_set(set: &SharedSet) {
 fn queue(name: &str, action: &str) -> Option<u32> {
     let id = vm::with(|vm| vm.queues.get(name).copied());
     if id.is_none() {
-        error(format!(
-            "{action} {name}: queue not registered or resolved in this VM"
-        ));
+        error(format!("{action} {name}: queue not registered or resolved in this VM"));
     }
     id
 }
@@ -902,10 +793,7 @@ fn queue(name: &str, action: &str) -> Option<u32> {
 fn dequeue(name: &str, id: u32) -> bool {
     match host::dequeue_shared_queue(id) {
         (Status::OK, value) => {
-            say(format!(
-                "queue_dequeue {name}={}",
-                quote(value.as_deref().unwrap_or_default())
-            ));
+            say(format!("queue_dequeue {name}={}", quote(value.as_deref().unwrap_or_default())));
             true
         }
         (Status::EMPTY, _) => {
@@ -922,9 +810,7 @@ fn dequeue(name: &str, id: u32) -> bool {
 fn metric(name: &str, action: &str) -> Option<u32> {
     let id = vm::with(|vm| vm.metrics.get(name).copied());
     if id.is_none() {
-        error(format!(
-            "{action} {name}: not defined in this VM (metric_define first)"
-        ));
+        error(format!("{action} {name}: not defined in this VM (metric_define first)"));
     }
     id
 }

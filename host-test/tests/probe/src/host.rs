@@ -27,18 +27,8 @@ unsafe extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
-    fn proxy_set_buffer_bytes(
-        buffer_type: u32,
-        start: usize,
-        size: usize,
-        data: *const u8,
-        data_size: usize,
-    ) -> u32;
-    fn proxy_get_header_map_pairs(
-        map_type: u32,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
+    fn proxy_set_buffer_bytes(buffer_type: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
+    fn proxy_get_header_map_pairs(map_type: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
     fn proxy_set_header_map_pairs(map_type: u32, data: *const u8, size: usize) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
@@ -68,12 +58,7 @@ unsafe extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
-    fn proxy_set_property(
-        path_data: *const u8,
-        path_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -88,11 +73,7 @@ unsafe extern "C" {
         value_size: usize,
         cas: u32,
     ) -> u32;
-    fn proxy_register_shared_queue(
-        name_data: *const u8,
-        name_size: usize,
-        return_id: *mut u32,
-    ) -> u32;
+    fn proxy_register_shared_queue(name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_resolve_shared_queue(
         vm_id_data: *const u8,
         vm_id_size: usize,
@@ -101,11 +82,7 @@ unsafe extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_enqueue_shared_queue(queue_id: u32, value_data: *const u8, value_size: usize) -> u32;
-    fn proxy_dequeue_shared_queue(
-        queue_id: u32,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
+    fn proxy_dequeue_shared_queue(queue_id: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_send_local_response(
@@ -133,20 +110,10 @@ unsafe extern "C" {
         return_size: *mut usize,
     ) -> u32;
     fn proxy_done() -> u32;
-    fn proxy_grpc_send(
-        token: u32,
-        message_data: *const u8,
-        message_size: usize,
-        end_stream: bool,
-    ) -> u32;
+    fn proxy_grpc_send(token: u32, message_data: *const u8, message_size: usize, end_stream: bool) -> u32;
     fn proxy_grpc_cancel(token: u32) -> u32;
     fn proxy_grpc_close(token: u32) -> u32;
-    fn proxy_define_metric(
-        metric_type: u32,
-        name_data: *const u8,
-        name_size: usize,
-        return_id: *mut u32,
-    ) -> u32;
+    fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_get_metric(metric_id: u32, return_value: *mut u64) -> u32;
@@ -261,21 +228,16 @@ pub fn set_map_pairs(map: u32, pairs: &[(String, String)]) -> Status {
 
 pub fn get_map_value(map: u32, key: &str) -> Answer {
     let (mut data, mut size) = (null_mut(), 0);
-    let status =
-        unsafe { proxy_get_header_map_value(map, key.as_ptr(), key.len(), &mut data, &mut size) };
+    let status = unsafe { proxy_get_header_map_value(map, key.as_ptr(), key.len(), &mut data, &mut size) };
     (Status(status), unsafe { take(data, size) })
 }
 
 pub fn add_map_value(map: u32, key: &str, value: &str) -> Status {
-    Status(unsafe {
-        proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
-    })
+    Status(unsafe { proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len()) })
 }
 
 pub fn replace_map_value(map: u32, key: &str, value: &str) -> Status {
-    Status(unsafe {
-        proxy_replace_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
-    })
+    Status(unsafe { proxy_replace_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len()) })
 }
 
 pub fn remove_map_value(map: u32, key: &str) -> Status {
@@ -302,15 +264,12 @@ pub fn set_property(path: &[String], value: &[u8]) -> Status {
 /// Status, value and the compare-and-swap token (0 when the host gave none).
 pub fn get_shared_data(key: &str) -> (Status, Option<Vec<u8>>, u32) {
     let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
-    let status =
-        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    let status = unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
     (Status(status), unsafe { take(data, size) }, cas)
 }
 
 pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Status {
-    Status(unsafe {
-        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
-    })
+    Status(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) })
 }
 
 pub fn register_shared_queue(name: &str) -> (Status, u32) {
@@ -321,15 +280,7 @@ pub fn register_shared_queue(name: &str) -> (Status, u32) {
 
 pub fn resolve_shared_queue(vm_id: &str, name: &str) -> (Status, u32) {
     let mut id = 0;
-    let status = unsafe {
-        proxy_resolve_shared_queue(
-            vm_id.as_ptr(),
-            vm_id.len(),
-            name.as_ptr(),
-            name.len(),
-            &mut id,
-        )
-    };
+    let status = unsafe { proxy_resolve_shared_queue(vm_id.as_ptr(), vm_id.len(), name.as_ptr(), name.len(), &mut id) };
     (Status(status), id)
 }
 
@@ -360,11 +311,7 @@ pub fn send_local_response(
     grpc_status: i32,
 ) -> Status {
     let headers = serialize_pairs(headers);
-    let (body_data, body_size) = if body.is_empty() {
-        (null(), 0)
-    } else {
-        (body.as_ptr(), body.len())
-    };
+    let (body_data, body_size) = if body.is_empty() { (null(), 0) } else { (body.as_ptr(), body.len()) };
     Status(unsafe {
         proxy_send_local_response(
             status_code,

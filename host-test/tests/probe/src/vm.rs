@@ -82,9 +82,6 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A map in a log line: `[name="value", name="value"]`, in order.
 pub fn pairs(pairs: &[(String, Vec<u8>)]) -> String {
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|(name, value)| format!("{name}={}", quote(value)))
-        .collect();
+    let items: Vec<String> = pairs.iter().map(|(name, value)| format!("{name}={}", quote(value))).collect();
     format!("[{}]", items.join(", "))
 }
