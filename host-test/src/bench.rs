@@ -24,12 +24,17 @@ pub struct BenchReport {
     pub requests_per_second: f64,
     /// Mean wall time per request, in nanoseconds.
     pub ns_per_request: f64,
+    /// The same requests through the router alone (the harness's own cost), ns per request.
+    pub baseline_ns_per_request: f64,
+    /// What the filters add: `ns_per_request - baseline_ns_per_request`.
+    pub filter_ns_per_request: f64,
     /// Linear memory of each VM after the run, in bytes.
     pub memory_bytes: Vec<usize>,
 }
 
 /// Replays the request steps of a case (the first, or the one named) round-robin on one
-/// worker, `warmup` times unmeasured and then `requests` times measured.
+/// worker, `warmup` times unmeasured and then `requests` times measured; then the same through
+/// the router alone, so that what the filters add is known apart from the harness's own cost.
 pub fn run(host: &mut Host, file: &Path, case_name: Option<&str>, requests: u64, warmup: u64) -> Result<BenchReport> {
     let cases = load_file(file).map_err(|e| anyhow!(e))?;
     let loaded = match case_name {
@@ -53,21 +58,29 @@ pub fn run(host: &mut Host, file: &Path, case_name: Option<&str>, requests: u64,
         let (request, upstream) = steps[(index % steps.len() as u64) as usize];
         runner.run_request(0, request, upstream, Duration::from_secs(10), &mut outcome);
     };
-    for index in 0..warmup {
-        replay(&mut runner, index);
-    }
-    let started = Instant::now();
-    for index in 0..requests {
-        replay(&mut runner, index);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let requests_f = requests.max(1) as f64;
+    let mut measure = |runner: &mut Runner| {
+        for index in 0..warmup {
+            replay(runner, index);
+        }
+        let started = Instant::now();
+        for index in 0..requests {
+            replay(runner, index);
+        }
+        started.elapsed().as_secs_f64() * 1e9 / requests.max(1) as f64
+    };
+    let ns_per_request = measure(&mut runner);
+    let memory_bytes = runner.memory_bytes(0);
+    let filters = runner.filter_names();
+    runner.remove_filters();
+    let baseline_ns_per_request = measure(&mut runner);
     Ok(BenchReport {
         case: case.name.clone(),
-        filters: runner.filter_names(),
+        filters,
         requests,
-        requests_per_second: requests_f / elapsed,
-        ns_per_request: elapsed * 1e9 / requests_f,
-        memory_bytes: runner.memory_bytes(0),
+        requests_per_second: 1e9 / ns_per_request,
+        ns_per_request,
+        baseline_ns_per_request,
+        filter_ns_per_request: ns_per_request - baseline_ns_per_request,
+        memory_bytes,
     })
 }

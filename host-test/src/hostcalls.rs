@@ -416,7 +416,7 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
     fn grpc_token(state: &mut VmState, stream: bool) -> u32 {
         // Envoy hands out odd tokens to calls and even ones to streams.
         let mut token = state.next_grpc_token;
-        if (token % 2 == 0) != stream {
+        if token.is_multiple_of(2) != stream {
             token += 1;
         }
         state.next_grpc_token = token + 1;

@@ -150,11 +150,14 @@ fn main() -> ExitCode {
                         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
                     } else {
                         println!(
-                            "{}: {} -> {:.0} requests/s, {:.0} ns/request over {} requests; linear memory {:?} bytes",
+                            "{}: {} -> {:.0} requests/s, {:.0} ns/request ({:.0} ns the harness alone, {:.0} ns the \
+                             filters) over {} requests; linear memory {:?} bytes",
                             report.case,
                             report.filters.join(" -> "),
                             report.requests_per_second,
                             report.ns_per_request,
+                            report.baseline_ns_per_request,
+                            report.filter_ns_per_request,
                             report.requests,
                             report.memory_bytes
                         );

@@ -177,6 +177,6 @@ mod tests {
         headers.add(b":path", b"/");
         assert_eq!(headers, map(&[(":path", "/"), ("a", "9")]));
         headers.replace(b"c", b"new");
-        assert_eq!(headers.byte_size(), 2 + 4);
+        assert_eq!(headers.byte_size(), 6 + 2 + 4);
     }
 }

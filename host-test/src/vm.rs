@@ -262,6 +262,9 @@ pub fn return_bytes(
     Ok(write_u32(caller, ptr_ptr, address).and_then(|()| write_u32(caller, size_ptr, bytes.len() as u32)))
 }
 
+/// `proxy_on_http_call_response(context, token, headers, body size, trailers)`.
+pub(crate) type HttpCallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
 /// The module's callbacks, looked up once per instance. A missing export is a callback the
 /// module does not implement, which the host skips.
 #[derive(Clone)]
@@ -280,7 +283,7 @@ pub(crate) struct Callbacks {
     pub on_done: Option<TypedFunc<i32, i32>>,
     pub on_log: Option<TypedFunc<i32, ()>>,
     pub on_delete: Option<TypedFunc<i32, ()>>,
-    pub on_http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    pub on_http_call_response: Option<HttpCallResponseCallback>,
     pub on_grpc_receive_initial_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
     pub on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
     pub on_grpc_receive_trailing_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
@@ -373,8 +376,9 @@ impl Vm {
         pick: impl FnOnce(&Callbacks) -> &Option<TypedFunc<P, R>>,
         args: P,
     ) -> Result<Option<R>> {
-        let callback = pick(&self.callbacks).clone();
-        self.invoke(callback, args)
+        // Borrow the callback and the store as the two fields they are: no clone per call.
+        let Vm { store, callbacks, failed } = self;
+        run(store, failed, pick(callbacks).as_ref(), args)
     }
 
     fn invoke<P: WasmParams, R: WasmResults>(
@@ -382,22 +386,7 @@ impl Vm {
         callback: Option<TypedFunc<P, R>>,
         args: P,
     ) -> Result<Option<R>> {
-        if let Some(reason) = &self.failed {
-            bail!("VM is dead: {reason}");
-        }
-        let Some(callback) = callback else {
-            return Ok(None);
-        };
-        self.store.set_epoch_deadline(CALLBACK_DEADLINE_TICKS);
-        match callback.call(&mut self.store, args) {
-            Ok(result) => Ok(Some(result)),
-            Err(error) => {
-                let reason = describe_trap(&anyhow::Error::from(error));
-                self.store.data().log(LogLevel::Critical, format!("Wasm VM failed: {reason}").as_bytes());
-                self.failed = Some(reason.clone());
-                bail!(reason)
-            }
-        }
+        run(&mut self.store, &mut self.failed, callback.as_ref(), args)
     }
 
     /// Allocates a new stream context id.
@@ -421,4 +410,29 @@ pub fn describe_trap(error: &anyhow::Error) -> String {
         text = format!("{trap}: {text}");
     }
     text.lines().take(24).collect::<Vec<_>>().join("\n")
+}
+
+/// Calls `callback` (if the module exports it) unless the VM is dead; a trap kills the VM.
+fn run<P: WasmParams, R: WasmResults>(
+    store: &mut Store<VmState>,
+    failed: &mut Option<String>,
+    callback: Option<&TypedFunc<P, R>>,
+    args: P,
+) -> Result<Option<R>> {
+    if let Some(reason) = failed {
+        bail!("VM is dead: {reason}");
+    }
+    let Some(callback) = callback else {
+        return Ok(None);
+    };
+    store.set_epoch_deadline(CALLBACK_DEADLINE_TICKS);
+    match callback.call(&mut *store, args) {
+        Ok(result) => Ok(Some(result)),
+        Err(error) => {
+            let reason = describe_trap(&anyhow::Error::from(error));
+            store.data().log(LogLevel::Critical, format!("Wasm VM failed: {reason}").as_bytes());
+            *failed = Some(reason.clone());
+            bail!(reason)
+        }
+    }
 }

@@ -283,7 +283,7 @@ fn drive(
             },
             None => None,
         };
-        settle_log(&envoy);
+        settle_log(envoy);
         let received = upstream.take_received();
         let log = envoy.log_since(log_start);
         let stats = envoy.stats().unwrap_or_default();

@@ -15,6 +15,12 @@ impl Probe {
         Probe::new(context_id, context_id, Rc::new(Config::default()))
     }
 
+    /// Every callback starts here: its log lines carry this plugin's tag, and its start-up lines
+    /// are this plugin's, even when Envoy runs several plugins in one VM.
+    fn enter(&self) -> vm::Scope {
+        vm::enter(self.root_id, self.config.tag.as_deref())
+    }
+
     /// Picks the `routes` entry for this request's `:path` (query string dropped).
     fn select_route(&mut self) {
         let (status, path) = host::get_map_value(MapName::RequestHeaders.id(), ":path");
@@ -42,30 +48,37 @@ impl Probe {
 
 impl Context for Probe {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
+        let _scope = self.enter();
         self.http_call_answered(token, headers, body, trailers);
     }
 
     fn on_grpc_call_response(&mut self, token: u32, status_code: u32, size: usize) {
+        let _scope = self.enter();
         self.grpc_call_answered(token, status_code, size);
     }
 
     fn on_grpc_stream_initial_metadata(&mut self, token: u32, elements: u32) {
+        let _scope = self.enter();
         self.grpc_stream_metadata(token, elements, MapName::GrpcInitialMetadata);
     }
 
     fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
+        let _scope = self.enter();
         self.grpc_stream_message(token, size);
     }
 
     fn on_grpc_stream_trailing_metadata(&mut self, token: u32, elements: u32) {
+        let _scope = self.enter();
         self.grpc_stream_metadata(token, elements, MapName::GrpcTrailingMetadata);
     }
 
     fn on_grpc_stream_close(&mut self, token: u32, status_code: u32) {
+        let _scope = self.enter();
         self.grpc_stream_closed(token, status_code);
     }
 
     fn on_done(&mut self) -> bool {
+        let _scope = self.enter();
         if self.is_root {
             say("root on_done");
             return true;
@@ -82,6 +95,7 @@ impl Context for Probe {
 
 impl RootContext for Probe {
     fn on_vm_start(&mut self, vm_configuration_size: usize) -> bool {
+        let _scope = self.enter();
         say(format!("on_vm_start vm_configuration_size={vm_configuration_size}"));
         if vm_configuration_size == 0 {
             return true;
@@ -105,6 +119,7 @@ impl RootContext for Probe {
     }
 
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let _scope = self.enter();
         say(format!("on_configure plugin_configuration_size={plugin_configuration_size}"));
         let bytes = if plugin_configuration_size == 0 {
             Vec::new()
@@ -125,7 +140,7 @@ impl RootContext for Probe {
                 return false;
             }
         };
-        vm::with(|vm| vm.tag = config.tag.clone());
+        let _configured = vm::enter(self.root_id, config.tag.as_deref());
         if config.fail_configure {
             error("on_configure refuses the configuration (fail_configure)");
             return false;
@@ -142,6 +157,7 @@ impl RootContext for Probe {
     }
 
     fn on_tick(&mut self) {
+        let _scope = self.enter();
         vm::started();
         let tick = vm::with(|vm| {
             vm.ticks += 1;
@@ -153,6 +169,7 @@ impl RootContext for Probe {
     }
 
     fn on_queue_ready(&mut self, queue_id: u32) {
+        let _scope = self.enter();
         vm::started();
         let name = vm::with(|vm| {
             let name = vm.queues.iter().find(|(_, id)| **id == queue_id);
@@ -165,10 +182,12 @@ impl RootContext for Probe {
     }
 
     fn on_log(&mut self) {
+        let _scope = self.enter();
         say("root on_log");
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let _scope = self.enter();
         vm::started();
         let config = Rc::clone(&self.config);
         Some(Box::new(Probe::new(context_id, self.id, config)))
@@ -181,41 +200,48 @@ impl RootContext for Probe {
 
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        let _scope = self.enter();
         self.select_route();
         say(format!("on_request_headers headers={headers} end_of_stream={end_of_stream}"));
         self.stream_callback("on_request_headers", Phase::RequestHeaders, Hook::RequestHeaders)
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let _scope = self.enter();
         say(format!("on_request_body size={size} end_of_stream={end_of_stream}"));
         let phase = Phase::RequestBody { size, end_of_stream };
         self.stream_callback("on_request_body", phase, Hook::RequestBody)
     }
 
     fn on_http_request_trailers(&mut self, trailers: usize) -> Action {
+        let _scope = self.enter();
         say(format!("on_request_trailers trailers={trailers}"));
         self.stream_callback("on_request_trailers", Phase::RequestTrailers, Hook::RequestTrailers)
     }
 
     fn on_http_response_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        let _scope = self.enter();
         self.response_started = true;
         say(format!("on_response_headers headers={headers} end_of_stream={end_of_stream}"));
         self.stream_callback("on_response_headers", Phase::ResponseHeaders, Hook::ResponseHeaders)
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let _scope = self.enter();
         say(format!("on_response_body size={size} end_of_stream={end_of_stream}"));
         let phase = Phase::ResponseBody { size, end_of_stream };
         self.stream_callback("on_response_body", phase, Hook::ResponseBody)
     }
 
     fn on_http_response_trailers(&mut self, trailers: usize) -> Action {
+        let _scope = self.enter();
         say(format!("on_response_trailers trailers={trailers}"));
         let phase = Phase::ResponseTrailers;
         self.stream_callback("on_response_trailers", phase, Hook::ResponseTrailers)
     }
 
     fn on_log(&mut self) {
+        let _scope = self.enter();
         say(format!("on_log done_called={}", self.done_called));
         self.run_hook(Phase::Log, Hook::Log);
     }

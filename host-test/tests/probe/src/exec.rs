@@ -186,7 +186,7 @@ impl Probe {
                 (status, _) => warn(format!("log_level status={status}")),
             },
             Action::StartupLog => {
-                for line in vm::with(|vm| vm.startup.clone()) {
+                for line in vm::startup_lines() {
                     say(format!("startup: {line}"));
                 }
             }
@@ -723,12 +723,12 @@ fn env(name: Option<&str>) {
             None => say(format!("env {name} missing")),
         },
         None => {
-            let vars: Vec<String> = std::env::vars_os()
-                .map(|(name, value)| {
-                    let name = name.to_string_lossy().into_owned();
-                    format!("{name}={}", quote(value.as_encoded_bytes()))
-                })
+            // Sorted by name: Envoy hands the VM its environment_variables map in no set order.
+            let mut vars: Vec<(String, String)> = std::env::vars_os()
+                .map(|(name, value)| (name.to_string_lossy().into_owned(), quote(value.as_encoded_bytes())))
                 .collect();
+            vars.sort();
+            let vars: Vec<String> = vars.into_iter().map(|(name, value)| format!("{name}={value}")).collect();
             say(format!("env [{}]", vars.join(", ")));
         }
     }

@@ -2,17 +2,24 @@
 //! how values are written into log lines.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// VM-wide state. A Proxy-Wasm VM is single-threaded, so a thread-local is the VM.
+///
+/// Envoy runs every filter of a chain that uses the same module, `vm_id` and VM configuration in
+/// ONE VM (each plugin with its own root context), so what belongs to one plugin is kept per
+/// root context: the log tag is the one of the context whose callback is running (set by
+/// [`enter`] at the start of every callback), and the start-up lines are kept per root context.
 #[derive(Default)]
 pub struct Vm {
-    /// Prefix of every log line; set from the configuration.
+    /// Prefix of every log line: the `tag` of the plugin whose callback is running.
     pub tag: Option<String>,
-    /// Still starting: no stream context, tick or queue callback yet.
-    pub starting: bool,
-    /// What this VM logged while starting, for `startup_log`.
-    pub startup: Vec<String>,
+    /// The root context of the plugin whose callback is running.
+    pub root: u32,
+    /// Root contexts that are serving: they had a stream context, tick or queue callback.
+    pub serving: BTreeSet<u32>,
+    /// What each root context's plugin logged while starting, for `startup_log`.
+    pub startup: BTreeMap<u32, Vec<String>>,
     /// Metric ids by name, from `metric_define`.
     pub metrics: BTreeMap<String, u32>,
     /// Queue ids by name, from `queue_register`/`queue_resolve`.
@@ -26,7 +33,7 @@ pub struct Vm {
 }
 
 thread_local! {
-    static VM: RefCell<Vm> = RefCell::new(Vm { starting: true, ..Vm::default() });
+    static VM: RefCell<Vm> = RefCell::new(Vm::default());
 }
 
 /// Runs `f` with the VM state. Do not call the host from `f`.
@@ -34,15 +41,53 @@ pub fn with<T>(f: impl FnOnce(&mut Vm) -> T) -> T {
     VM.with_borrow_mut(f)
 }
 
-/// The VM is serving: stop recording startup lines.
+/// A callback of the plugin with root context `root` and log tag `tag` starts running. Until
+/// the returned scope drops; then the previous plugin's tag is back, in case the host re-entered
+/// the VM from inside another plugin's hostcall.
+#[must_use]
+pub fn enter(root: u32, tag: Option<&str>) -> Scope {
+    with(|vm| {
+        let previous = (vm.root, vm.tag.take());
+        vm.root = root;
+        vm.tag = tag.map(str::to_owned);
+        Scope { previous: Some(previous) }
+    })
+}
+
+/// Restores the running plugin of the enclosing callback when dropped.
+pub struct Scope {
+    previous: Option<(u32, Option<String>)>,
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if let Some((root, tag)) = self.previous.take() {
+            with(|vm| {
+                vm.root = root;
+                vm.tag = tag;
+            });
+        }
+    }
+}
+
+/// The running plugin is serving: stop recording its startup lines.
 pub fn started() {
-    with(|vm| vm.starting = false);
+    with(|vm| {
+        let root = vm.root;
+        vm.serving.insert(root);
+    });
+}
+
+/// What the running plugin logged while starting.
+pub fn startup_lines() -> Vec<String> {
+    with(|vm| vm.startup.get(&vm.root).cloned().unwrap_or_default())
 }
 
 fn line(message: &str) -> String {
     with(|vm| {
-        if vm.starting {
-            vm.startup.push(message.to_owned());
+        if !vm.serving.contains(&vm.root) {
+            let root = vm.root;
+            vm.startup.entry(root).or_default().push(message.to_owned());
         }
         format!("{}: {message}", vm.tag.as_deref().unwrap_or("probe"))
     })
