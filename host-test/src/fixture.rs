@@ -37,6 +37,11 @@ pub struct Case {
     /// Answers for gRPC calls made at any time.
     #[serde(default)]
     pub grpc_calls: Vec<GrpcCallAnswer>,
+    /// Envoy clusters that exist besides those `http_calls` answers name (a call to one of
+    /// these that nothing answers times out); a call to a cluster that does not exist fails at
+    /// once with `BadArgument`, as in Envoy.
+    #[serde(default)]
+    pub clusters: Vec<String>,
     /// The steps, in order.
     #[serde(default)]
     pub steps: Vec<Step>,
@@ -558,6 +563,26 @@ pub struct LoadedCase {
     pub index: usize,
     /// The case.
     pub case: Case,
+}
+
+impl Case {
+    /// Every Envoy cluster of the case: those declared, and those any http call answer names.
+    pub fn cluster_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .clusters
+            .iter()
+            .cloned()
+            .chain(
+                self.http_calls
+                    .iter()
+                    .chain(self.steps.iter().flat_map(|s| s.http_calls.iter()))
+                    .filter_map(|a| a.matcher.cluster.clone()),
+            )
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// Reads every case of a file. An error names the file, the document and the field.

@@ -41,6 +41,9 @@ fn with_map<T>(caller: &Call<'_>, map_type: i32, f: impl FnOnce(&mut HeaderMap) 
     let stream = active_stream(caller).ok_or(Status::BadArgument)?;
     let mut stream = stream.borrow_mut();
     let started = stream.response_started;
+    if map_type == map::HTTP_REQUEST_TRAILERS && stream.logging {
+        return Err(Status::NotFound);
+    }
     let target = match map_type {
         map::HTTP_REQUEST_HEADERS => &mut stream.request_headers,
         map::HTTP_REQUEST_TRAILERS => &mut stream.request_trailers,
@@ -239,7 +242,8 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
             let plugin =
                 PluginView { name: &state.plugin.name, root_id: &state.plugin.root_id, vm_id: &state.plugin.vm_id };
             let stream = state.active_stream().map(|s| s.borrow());
-            get_property(&path, stream.as_deref(), &plugin)
+            let now = state.world.borrow().now_ns;
+            get_property(&path, stream.as_deref(), &plugin, now)
         });
         give(caller, value, ptr_ptr, size_ptr)
     });
@@ -393,11 +397,16 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
                     return Err(Status::BadArgument);
                 }
             }
+            let cluster = text(read_bytes(caller, cluster_ptr, cluster_len)?);
+            // Envoy refuses a call to a cluster it does not have.
+            if !caller.data().world.borrow().clusters.contains(&cluster) {
+                return Err(Status::BadArgument);
+            }
             let state = caller.data();
             Ok(HttpCallRequest {
                 token: state.next_http_token,
                 context: state.active_context,
-                cluster: text(read_bytes(caller, cluster_ptr, cluster_len)?),
+                cluster,
                 headers,
                 body: read_bytes(caller, body_ptr, body_len)?,
                 trailers: read_pairs(caller, trailers_ptr, trailers_len)?,
@@ -538,14 +547,10 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
         }
     });
     host!(linker, "proxy_done", |caller| {
-        let state = caller.data_mut();
-        let context = state.active_context;
-        if state.pending_done.remove(&context) {
-            state.effects.push(Effect::Done { context });
-            Ok(Status::Ok as i32)
-        } else {
-            Ok(Status::NotFound as i32)
-        }
+        // Envoy deletes an HTTP context right after `proxy_on_done` whatever it answered, so no
+        // context is ever waiting for `proxy_done`.
+        let _ = &caller;
+        Ok(Status::NotFound as i32)
     });
     host!(linker, "proxy_call_foreign_function", |caller,
                                                   name_ptr: i32,

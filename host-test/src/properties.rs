@@ -23,7 +23,12 @@ fn header_map(map: &HeaderMap) -> Vec<u8> {
 }
 
 /// Looks up `path` (NUL-separated segments). `stream` is the stream of the effective context.
-pub fn get_property(path: &[u8], stream: Option<&Stream>, plugin: &PluginView<'_>) -> Result<Vec<u8>, Status> {
+pub fn get_property(
+    path: &[u8],
+    stream: Option<&Stream>,
+    plugin: &PluginView<'_>,
+    now_ns: u64,
+) -> Result<Vec<u8>, Status> {
     let segments = split_property_path(path);
     let Some((first, rest)) = segments.split_first() else {
         return Err(Status::NotFound);
@@ -76,7 +81,7 @@ pub fn get_property(path: &[u8], stream: Option<&Stream>, plugin: &PluginView<'_
         (b"response", [b"headers", name]) => header_text(&stream.response_headers, name),
         (b"response", [b"trailers"]) => Ok(header_map(&stream.response_trailers)),
         (b"response", [b"trailers", name]) => header_text(&stream.response_trailers, name),
-        (b"route_name", []) => text(&stream.route_name),
+        (b"request", [b"duration"]) => Ok(int(now_ns.saturating_sub(stream.start_ns) as i64)),
         // Envoy keeps what a filter set under filter state `wasm.<path>`.
         (b"filter_state", [key]) => {
             key.strip_prefix(b"wasm.").and_then(|path| stream.properties.get(path)).cloned().ok_or(Status::NotFound)
@@ -84,7 +89,10 @@ pub fn get_property(path: &[u8], stream: Option<&Stream>, plugin: &PluginView<'_
         (b"filter_state", []) => Ok(encode_pairs(
             stream.properties.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect::<Vec<_>>().iter().copied(),
         )),
-        _ => stream.properties.get(path).cloned().ok_or(Status::NotFound),
+        // What a filter set is found by a one-segment path only: Envoy reads the first segment as
+        // the filter-state key and the rest as fields inside it.
+        (_, []) => stream.properties.get(path).cloned().ok_or(Status::NotFound),
+        _ => Err(Status::NotFound),
     }
 }
 
@@ -113,7 +121,7 @@ mod tests {
     #[test]
     fn envoy_attribute_paths() {
         let s = stream();
-        let get = |path: &str| get_property(path.replace('.', "\0").as_bytes(), Some(&s), &PLUGIN);
+        let get = |path: &str| get_property(path.replace('.', "\0").as_bytes(), Some(&s), &PLUGIN, 5);
         assert_eq!(get("source.address"), Ok(b"[2001:db8::1]:443".to_vec()));
         assert_eq!(get("source.port"), Ok(443i64.to_le_bytes().to_vec()));
         assert_eq!(get("request.url_path"), Ok(b"/a/b".to_vec()));
@@ -130,7 +138,10 @@ mod tests {
     fn set_properties_are_read_back_and_through_filter_state() {
         let mut s = stream();
         s.properties.insert(b"wasm_shield.request_id".to_vec(), b"id-1".to_vec());
-        assert_eq!(get_property(b"wasm_shield.request_id", Some(&s), &PLUGIN), Ok(b"id-1".to_vec()));
-        assert_eq!(get_property(b"filter_state\0wasm.wasm_shield.request_id", Some(&s), &PLUGIN), Ok(b"id-1".to_vec()));
+        assert_eq!(get_property(b"wasm_shield.request_id", Some(&s), &PLUGIN, 5), Ok(b"id-1".to_vec()));
+        assert_eq!(
+            get_property(b"filter_state\0wasm.wasm_shield.request_id", Some(&s), &PLUGIN, 5),
+            Ok(b"id-1".to_vec())
+        );
     }
 }

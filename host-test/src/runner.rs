@@ -158,8 +158,31 @@ struct UpstreamAnswer {
     trailers: Pairs,
 }
 
+/// How an http call ends.
+enum CallResult {
+    /// The fixture's answer.
+    Answered(fixture::CallResponse),
+    /// The connection was reset (`fail: true`).
+    Reset,
+    /// Its timeout passed first.
+    TimedOut,
+}
+
+/// The response Envoy's async client makes up for a call that got none.
+fn async_client_reply(status: u16, body: &str) -> Delivery {
+    Delivery {
+        headers: vec![
+            (b":status".to_vec(), status.to_string().into_bytes()),
+            (b"content-length".to_vec(), body.len().to_string().into_bytes()),
+            (b"content-type".to_vec(), b"text/plain".to_vec()),
+        ],
+        body: body.as_bytes().to_vec(),
+        trailers: Vec::new(),
+    }
+}
+
 enum Event {
-    HttpResponse { vm: VmId, call: HttpCallRequest, answer: Option<fixture::CallResponse> },
+    HttpResponse { vm: VmId, call: HttpCallRequest, answer: CallResult },
     Grpc { vm: VmId, call: GrpcCallRequest, answer: GrpcCallAnswer, close: bool },
     GrpcFailure { vm: VmId, context: u32, token: u32, status: u32 },
     QueueReady { vm: VmId, queue: u32 },
@@ -169,7 +192,7 @@ struct PendingHttp {
     vm: VmId,
     call: HttpCallRequest,
     timeout_at: Option<u64>,
-    answer_at: Option<(u64, Option<fixture::CallResponse>)>,
+    answer_at: Option<(u64, CallResult)>,
 }
 
 struct PendingGrpc {
@@ -214,9 +237,11 @@ fn upstream_response_headers(
     let framed = headers.iter().any(|(k, _)| k == b"content-length" || k == b"transfer-encoding");
     let mut all = vec![(b":status".to_vec(), status.to_string().into_bytes())];
     all.extend(headers);
+    // A 204 or 304 has no body and Envoy hands the filters no content-length for it.
+    let bodiless = status == 204 || status == 304;
     if !framed && trailers {
         all.push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
-    } else if !framed {
+    } else if !framed && !bodiless {
         all.push((b"content-length".to_vec(), body_length.to_string().into_bytes()));
     }
     let mut map = HeaderMap::from_pairs(all);
@@ -249,6 +274,7 @@ impl Runner {
                 None => DEFAULT_CLOCK_NS,
             };
         let world = Rc::new(RefCell::new(World::new(start_ns)));
+        world.borrow_mut().clusters = case.cluster_names().into_iter().collect();
         let seed = case.seed.unwrap_or(DEFAULT_SEED).wrapping_add(seed_delta);
         let fixture_dir = fixture_file.parent().unwrap_or(Path::new("."));
         let mut modules = Vec::new();
@@ -429,9 +455,9 @@ impl Runner {
         let chunks = request.body.chunks();
         let body_length: usize = chunks.iter().map(|c| c.len()).sum();
         let framed = headers.iter().any(|(k, _)| k == b"content-length" || k == b"transfer-encoding");
-        if !framed && (!request.trailers.0.is_empty() || chunks.len() > 1) {
-            headers.push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
-        } else if !framed && body_length > 0 {
+        // A chunked request's transfer-encoding never reaches the filters' map in Envoy.
+        let chunked = !request.trailers.0.is_empty() || chunks.len() > 1;
+        if !framed && !chunked && body_length > 0 {
             headers.push((b"content-length".to_vec(), body_length.to_string().into_bytes()));
         }
         if !headers.iter().any(|(k, _)| k == b"x-forwarded-proto") {
@@ -522,14 +548,14 @@ impl Runner {
         outcome.local_reply = flight.local_reply.clone();
         outcome.upstream_request = flight.upstream.clone();
         outcome.response = if flight.client_complete { flight.client.clone() } else { None };
+        flight.stream.borrow_mut().logging = true;
         self.finish_contexts(worker, &flight.contexts);
         // Calls made while finishing (in proxy_on_done or proxy_on_log) are answered now.
         self.pump();
     }
 
     /// The end of a stream as Envoy 1.40 runs it: `proxy_on_log` on every filter's context
-    /// (access logging), then per filter `proxy_on_done` and `proxy_on_delete`. A context whose
-    /// `proxy_on_done` returns false is deleted only once it calls `proxy_done`.
+    /// (access logging), then per filter `proxy_on_done` and `proxy_on_delete`.
     fn finish_contexts(&mut self, worker: usize, contexts: &[Option<u32>]) {
         for (filter, context) in contexts.iter().enumerate() {
             if let Some(context) = *context {
@@ -544,10 +570,8 @@ impl Runner {
             };
             vm.store.data_mut().active_context = context;
             match vm.call(|c| &c.on_done, context as i32) {
-                Ok(Some(0)) => {
-                    vm.store.data_mut().pending_done.insert(context);
-                    self.after_callback(id);
-                }
+                // Envoy 1.40 deletes an HTTP context right after `proxy_on_done`, even when it
+                // returns false (which asks the host to wait for `proxy_done`).
                 Ok(_) => {
                     self.after_callback(id);
                     self.log_and_delete(id, context, true);
@@ -612,15 +636,13 @@ impl Runner {
         }
     }
 
-    /// What a dead VM does to the stream at its position: 503 (fail closed) or nothing (open).
+    /// A dead VM's answer to the stream at its position: 503.
     fn fail_stream(&mut self, filter: usize) {
         let Some(flight) = self.flight.as_ref() else {
             return;
         };
-        let slot = &self.workers[flight.worker][filter];
-        if slot.spec.fail_open {
-            return;
-        }
+        let _ = flight;
+        // Even a fail-open filter fails the request its trap interrupted; later ones skip it.
         let reply =
             LocalReply { status: 503, details: "wasm_fail_stream".into(), body: Vec::new(), headers: Vec::new() };
         self.local_reply(filter, reply, false);
@@ -1094,7 +1116,6 @@ impl Runner {
             Effect::GrpcCancel { token } => {
                 self.pending_grpc.retain(|p| !(p.vm == id && p.call.token == token));
             }
-            Effect::Done { context } => self.log_and_delete(id, context, true),
         }
     }
 
@@ -1140,9 +1161,9 @@ impl Runner {
                 continue;
             };
             let response = if answer.fail {
-                None
+                CallResult::Reset
             } else {
-                Some(answer.response.clone().unwrap_or(fixture::CallResponse {
+                CallResult::Answered(answer.response.clone().unwrap_or(fixture::CallResponse {
                     status: 200,
                     headers: Default::default(),
                     body: String::new(),
@@ -1190,15 +1211,14 @@ impl Runner {
         let Some(vm) = self.workers[id.worker][id.filter].alive() else {
             return;
         };
-        if context != ROOT_CONTEXT_ID && !vm.store.data().streams.contains_key(&context) {
-            return; // The context is gone: Envoy cancels its calls.
-        }
+        // An answer for a context that is gone reaches the plugin's root context, as in Envoy.
+        let context = if vm.store.data().streams.contains_key(&context) { context } else { ROOT_CONTEXT_ID };
         vm.store.data_mut().active_context = context;
         let ctx = context as i32;
         let result = match event {
             Event::HttpResponse { call, answer, .. } => {
                 let delivery = match answer {
-                    Some(response) => {
+                    CallResult::Answered(response) => {
                         let headers = upstream_response_headers(
                             response.status,
                             bytes_pairs(&response.headers),
@@ -1212,7 +1232,12 @@ impl Runner {
                             trailers: bytes_pairs(&response.trailers),
                         }
                     }
-                    None => Delivery::default(),
+                    // Envoy's async client turns a reset or a timeout into a local reply.
+                    CallResult::Reset => async_client_reply(
+                        503,
+                        "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                    ),
+                    CallResult::TimedOut => async_client_reply(504, "upstream request timeout"),
                 };
                 let sizes = (delivery.headers.len() as i32, delivery.body.len() as i32, delivery.trailers.len() as i32);
                 vm.store.data_mut().delivery = Some(delivery);
@@ -1311,7 +1336,10 @@ impl Runner {
             let timed_out = pending.timeout_at.is_some_and(|due| due <= at);
             if answered || timed_out {
                 let pending = self.pending_http.remove(position);
-                let answer = if answered { pending.answer_at.and_then(|(_, a)| a) } else { None };
+                let answer = match pending.answer_at {
+                    Some((due, answer)) if due <= at => answer,
+                    _ => CallResult::TimedOut,
+                };
                 self.events.push_back(Event::HttpResponse { vm: pending.vm, call: pending.call, answer });
             } else {
                 position += 1;

@@ -124,10 +124,11 @@ pub struct Stream {
     pub request_body_size: u64,
     /// Bytes of response body received so far.
     pub response_body_size: u64,
-    /// The route name the router matched.
-    pub route_name: String,
     /// Whether response headers exist yet (before that, Envoy has no response map to touch).
     pub response_started: bool,
+    /// The stream is being access-logged (`proxy_on_log`): Envoy no longer has its request
+    /// trailers at hand then.
+    pub logging: bool,
 }
 
 impl Stream {
@@ -145,8 +146,8 @@ impl Stream {
             start_ns,
             request_body_size: 0,
             response_body_size: 0,
-            route_name: "default".to_string(),
             response_started: false,
+            logging: false,
         }
     }
 

@@ -106,8 +106,6 @@ pub enum Effect {
     GrpcSend { token: u32, context: u32, message: Vec<u8>, end_stream: bool },
     /// `proxy_grpc_cancel`/`proxy_grpc_close`: drop a gRPC call.
     GrpcCancel { token: u32 },
-    /// `proxy_done` for a context whose `proxy_on_done` returned false.
-    Done { context: u32 },
 }
 
 /// The response of an http call or a gRPC delivery being handed to the module right now.
@@ -153,8 +151,6 @@ pub struct VmState {
     pub(crate) stdout_line: Vec<u8>,
     pub(crate) stderr_line: Vec<u8>,
     pub(crate) random: SeededRandom,
-    /// Contexts whose `proxy_on_done` returned false and that may call `proxy_done`.
-    pub pending_done: HashSet<u32>,
     /// gRPC calls and streams still open (tokens), so that cancel/close/send of a finished one
     /// answers `NotFound` as Envoy does.
     pub open_grpc: HashSet<u32>,
@@ -184,7 +180,6 @@ impl VmState {
             stdout_line: Vec::new(),
             stderr_line: Vec::new(),
             random: SeededRandom::new(seed, vm),
-            pending_done: HashSet::new(),
             open_grpc: HashSet::new(),
             next_context_id: ROOT_CONTEXT_ID + 1,
         }

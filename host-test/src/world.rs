@@ -167,6 +167,8 @@ pub struct World {
     queues: Vec<Queue>,
     /// Queues that received an item, to wake their owners after the current callback.
     pub ready_queues: Vec<(VmId, u32)>,
+    /// The Envoy clusters that exist: an http call to any other is refused (`BadArgument`).
+    pub clusters: std::collections::HashSet<String>,
 }
 
 impl World {
@@ -181,6 +183,7 @@ impl World {
             next_cas: 1,
             queues: Vec::new(),
             ready_queues: Vec::new(),
+            clusters: Default::default(),
         }
     }
 

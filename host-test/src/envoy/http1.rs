@@ -60,6 +60,9 @@ pub fn read_message<R: BufRead>(reader: &mut R, is_response: bool, bodyless: boo
         }
     };
     let headers = read_fields(reader)?;
+    // A 204 or 304 response has no body, whatever its headers say.
+    let status = start_line.split_whitespace().nth(1).unwrap_or("");
+    let bodyless = bodyless || (is_response && matches!(status, "204" | "304"));
     let mut message = Http1Message { start_line, headers, ..Default::default() };
     if bodyless {
         return Ok(Some(message));

@@ -108,7 +108,11 @@ fn serve(connection: TcpStream, state: Arc<Mutex<State>>) {
                 &trailers.0,
             )
             .is_ok(),
-            Behaviour::Cluster { name, answers } => answer_call(&mut output, &name, &answers, &request),
+            Behaviour::Cluster { name, answers } => match answer_call(&mut output, &name, &answers, &request) {
+                Some(answered) => answered,
+                // Nothing answers this call: say nothing, so that its timeout passes in Envoy.
+                None => continue,
+            },
             Behaviour::Closed => false,
         };
         if !answered {
@@ -118,7 +122,14 @@ fn serve(connection: TcpStream, state: Arc<Mutex<State>>) {
     }
 }
 
-fn answer_call(output: &mut TcpStream, cluster: &str, answers: &[HttpCallAnswer], request: &Http1Message) -> bool {
+/// Answers a call as the fixture says: `Some(true)` answered, `Some(false)` hang up (`fail`),
+/// `None` no answer at all.
+fn answer_call(
+    output: &mut TcpStream,
+    cluster: &str,
+    answers: &[HttpCallAnswer],
+    request: &Http1Message,
+) -> Option<bool> {
     let mut parts = request.start_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let found = answers.iter().find(|answer| {
@@ -127,18 +138,18 @@ fn answer_call(output: &mut TcpStream, cluster: &str, answers: &[HttpCallAnswer]
             && m.path.as_deref().is_none_or(|p| p == path)
             && m.method.as_deref().is_none_or(|x| x == method)
     });
-    let Some(answer) = found else { return false };
+    let answer = found?;
     if let Some(delay) = answer.delay {
         std::thread::sleep(delay.0);
     }
     if answer.fail {
-        return false;
+        return Some(false);
     }
     let (status, headers, body, trailers) = match &answer.response {
         Some(r) => (r.status, r.headers.0.clone(), r.body.clone().into_bytes(), r.trailers.0.clone()),
         None => (200, Vec::new(), Vec::new(), Vec::new()),
     };
-    write_message(output, &format!("HTTP/1.1 {status} {}", reason(status)), &headers, &body, &trailers).is_ok()
+    Some(write_message(output, &format!("HTTP/1.1 {status} {}", reason(status)), &headers, &body, &trailers).is_ok())
 }
 
 /// A reason phrase (HTTP/1.1 wants one; Envoy ignores it).

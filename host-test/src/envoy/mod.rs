@@ -149,14 +149,7 @@ fn run_case(host: &mut Host, loaded: &LoadedCase, binary: &Path) -> Result<(Verd
     let module_refs: Vec<&Path> = modules.iter().map(PathBuf::as_path).collect();
 
     let upstream = MockServer::start()?;
-    let mut cluster_names: Vec<String> = case
-        .http_calls
-        .iter()
-        .chain(case.steps.iter().flat_map(|s| s.http_calls.iter()))
-        .filter_map(|a| a.matcher.cluster.clone())
-        .collect();
-    cluster_names.sort();
-    cluster_names.dedup();
+    let cluster_names = case.cluster_names();
     let mut clusters = BTreeMap::new();
     let mut cluster_servers = BTreeMap::new();
     for name in cluster_names {
@@ -248,10 +241,11 @@ fn drive(
     };
 
     let mut problems = Vec::new();
+    // What the plugins logged while starting, checked as the harness checks it.
+    if let Some(logs) = case.expect_start.as_ref().and_then(|e| e.logs.as_ref()) {
+        check_logs("envoy expect_start.logs", &wasm_log_lines(&envoy.log_since(0)), logs, &mut problems);
+    }
     for (index, step) in case.steps.iter().enumerate() {
-        if let Some(advance) = step.advance {
-            std::thread::sleep(advance.0);
-        }
         let upstream_behaviour = match &step.upstream {
             Some(u) => Behaviour::Upstream {
                 status: u.status,
@@ -273,6 +267,11 @@ fn drive(
         }
         let _ = upstream.take_received();
         let log_start = envoy.log_len();
+        // The clock moves after the step's log and calls start counting: ticks on the way
+        // belong to this step, as in the harness.
+        if let Some(advance) = step.advance {
+            std::thread::sleep(advance.0);
+        }
         let response = match &step.request {
             Some(request) => match client::send(listen_port, request) {
                 Ok(response) => response,
