@@ -64,9 +64,6 @@ pub struct EnvoyOptions {
     /// Why this case cannot be reproduced in Envoy; the case then runs in the harness only.
     #[serde(default)]
     pub skip: Option<String>,
-    /// Send the requests over HTTP/2 instead of HTTP/1.1.
-    #[serde(default)]
-    pub http2: bool,
 }
 
 /// A filter of the chain.

@@ -224,6 +224,64 @@ fn bytes_pairs(list: &fixture::HeaderList) -> Pairs {
     list.0.iter().map(|(k, v)| (k.as_bytes().to_ascii_lowercase(), v.as_bytes().to_vec())).collect()
 }
 
+/// Request headers Envoy keeps in fixed ("inline") slots of its header map: a repeated one is
+/// joined into its first occurrence with a comma, whichever codec it arrived on.
+const INLINE_REQUEST_HEADERS: &[&[u8]] = &[
+    b"connection",
+    b"content-type",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-status",
+    b"x-request-id",
+    b"transfer-encoding",
+    b"upgrade",
+    b"via",
+    b"x-client-trace-id",
+    b"expect",
+    b"x-forwarded-client-cert",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+    b"grpc-timeout",
+    b"te",
+    b"user-agent",
+    b"content-length",
+    b"x-envoy-decorator-operation",
+    b"x-envoy-downstream-service-cluster",
+    b"x-envoy-downstream-service-node",
+    b"x-envoy-external-address",
+    b"x-envoy-force-trace",
+    b"x-envoy-hedge-on-per-try-timeout",
+    b"x-envoy-internal",
+    b"x-envoy-ip-tags",
+    b"x-envoy-retry-on",
+    b"x-envoy-retry-grpc-on",
+    b"x-envoy-retriable-status-codes",
+    b"x-envoy-retriable-header-names",
+    b"x-envoy-original-path",
+    b"x-envoy-original-url",
+    b"x-envoy-upstream-alt-stat-name",
+    b"x-envoy-upstream-rq-timeout-alt-response",
+    b"x-envoy-attempt-count",
+    b"x-envoy-expected-rq-timeout-ms",
+    b"x-envoy-max-retries",
+    b"x-envoy-upstream-rq-timeout-ms",
+    b"x-envoy-upstream-rq-per-try-timeout-ms",
+    b"x-envoy-upstream-stream-duration-ms",
+];
+
+/// Adds a header the client sent, as Envoy's codec fills the map.
+fn add_client_header(headers: &mut Pairs, name: Vec<u8>, value: Vec<u8>) {
+    if INLINE_REQUEST_HEADERS.contains(&name.as_slice())
+        && let Some((_, existing)) = headers.iter_mut().find(|(k, _)| *k == name)
+    {
+        existing.push(b',');
+        existing.extend_from_slice(&value);
+        return;
+    }
+    headers.push((name, value));
+}
+
 /// Response headers as Envoy hands them to filters (and to an http call's callback) from an
 /// HTTP/1.1 upstream: `:status`, the upstream's headers with the framing it sent, and the
 /// `x-envoy-upstream-service-time` the router sets.
@@ -451,13 +509,16 @@ impl Runner {
             (b":method".to_vec(), request.method.as_bytes().to_vec()),
             (b":scheme".to_vec(), request.scheme.as_bytes().to_vec()),
         ];
-        headers.extend(bytes_pairs(&request.headers));
+        for (name, value) in bytes_pairs(&request.headers) {
+            add_client_header(&mut headers, name, value);
+        }
         let chunks = request.body.chunks();
         let body_length: usize = chunks.iter().map(|c| c.len()).sum();
         let framed = headers.iter().any(|(k, _)| k == b"content-length" || k == b"transfer-encoding");
         // A chunked request's transfer-encoding never reaches the filters' map in Envoy.
         let chunked = !request.trailers.0.is_empty() || chunks.len() > 1;
-        if !framed && !chunked && body_length > 0 {
+        let http1 = request.protocol.as_deref() != Some("HTTP/2");
+        if http1 && !framed && !chunked && body_length > 0 {
             headers.push((b"content-length".to_vec(), body_length.to_string().into_bytes()));
         }
         if !headers.iter().any(|(k, _)| k == b"x-forwarded-proto") {
@@ -507,7 +568,6 @@ impl Runner {
         let chunks: Vec<Vec<u8>> = request.body.chunks().iter().map(|c| c.as_bytes().to_vec()).collect();
         let trailers = bytes_pairs(&request.trailers);
         // Envoy's HTTP/1 codec ends a body with an empty data frame; HTTP/2 ends it on the last one.
-        let http1 = request.protocol.as_deref() != Some("HTTP/2");
         self.decode(0, Frame::Headers { end_of_stream: chunks.is_empty() && trailers.is_empty() });
         let last = chunks.len();
         for (index, chunk) in chunks.into_iter().enumerate() {

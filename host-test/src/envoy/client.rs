@@ -25,9 +25,72 @@ pub fn proxy_line(source: SocketAddr, destination: SocketAddr) -> String {
     }
 }
 
-/// Sends `request` to Envoy's listener on `port`; the response, or `None` if Envoy reset the
-/// stream or closed the connection without one.
-pub fn send(port: u16, request: &Request) -> Result<Option<Http1Message>> {
+/// The HTTP/2 client script (run with the project's .venv Python and its `h2` package).
+const H2_CLIENT: &str = include_str!("h2_client.py");
+
+/// Sends `request` to Envoy's listener on `port` — over HTTP/2 when it says `protocol: HTTP/2`
+/// (with `python`, the .venv interpreter), else over HTTP/1.1; the response, or `None` if
+/// Envoy reset the stream or closed the connection without one.
+pub fn send(port: u16, request: &Request, python: &std::path::Path) -> Result<Option<Http1Message>> {
+    if request.protocol.as_deref() == Some("HTTP/2") {
+        return send_h2(port, request, python);
+    }
+    send_h1(port, request)
+}
+
+fn send_h2(port: u16, request: &Request, python: &std::path::Path) -> Result<Option<Http1Message>> {
+    use std::process::{Command, Stdio};
+    let source: SocketAddr = request.source.as_deref().unwrap_or(fixture::DEFAULT_SOURCE).parse()?;
+    let destination: SocketAddr = request.destination.as_deref().unwrap_or(fixture::DEFAULT_DESTINATION).parse()?;
+    let input = serde_json::json!({
+        "port": port,
+        "proxy_line": proxy_line(source, destination),
+        "method": request.method,
+        "path": request.path,
+        "authority": request.authority,
+        "scheme": request.scheme,
+        "headers": request.headers.0,
+        "chunks": request.body.chunks(),
+        "trailers": request.trailers.0,
+    });
+    let mut child = Command::new(python)
+        .args(["-c", H2_CLIENT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow!("starting {} for the HTTP/2 client: {e}", python.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.to_string().as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        return Err(anyhow!("the HTTP/2 client failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    let response: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    if response["reset"].as_bool() == Some(true) && response["headers"].as_array().is_none_or(|h| h.is_empty()) {
+        return Ok(None);
+    }
+    let pairs = |value: &serde_json::Value| -> Vec<(String, String)> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|pair| Some((pair[0].as_str()?.to_string(), pair[1].as_str()?.to_string())))
+            .collect()
+    };
+    let mut headers = pairs(&response["headers"]);
+    let status = headers.iter().find(|(k, _)| k == ":status").map(|(_, v)| v.clone()).unwrap_or_default();
+    headers.retain(|(k, _)| k != ":status");
+    Ok(Some(Http1Message {
+        start_line: format!("HTTP/2 {status}"),
+        headers,
+        body: response["body"].as_str().unwrap_or_default().as_bytes().to_vec(),
+        trailers: pairs(&response["trailers"]),
+    }))
+}
+
+fn send_h1(port: u16, request: &Request) -> Result<Option<Http1Message>> {
     let source: SocketAddr = request.source.as_deref().unwrap_or(fixture::DEFAULT_SOURCE).parse()?;
     let destination: SocketAddr = request.destination.as_deref().unwrap_or(fixture::DEFAULT_DESTINATION).parse()?;
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;

@@ -109,9 +109,6 @@ fn unreproducible(case: &Case) -> Option<String> {
             ));
         }
     }
-    if case.envoy.as_ref().is_some_and(|e| e.http2) {
-        return Some("the runner sends HTTP/1.1 only; HTTP/2 is not supported yet".into());
-    }
     None
 }
 
@@ -240,6 +237,8 @@ fn drive(
         }
     };
 
+    // The .venv Python beside the Envoy binary runs the HTTP/2 client.
+    let python = envoy.binary.with_file_name("python");
     let mut problems = Vec::new();
     // What the plugins logged while starting, checked as the harness checks it.
     if let Some(logs) = case.expect_start.as_ref().and_then(|e| e.logs.as_ref()) {
@@ -273,7 +272,7 @@ fn drive(
             std::thread::sleep(advance.0);
         }
         let response = match &step.request {
-            Some(request) => match client::send(listen_port, request) {
+            Some(request) => match client::send(listen_port, request, &python) {
                 Ok(response) => response,
                 Err(error) => {
                     problems.push(format!("step {}: sending the request: {error:#}", index + 1));

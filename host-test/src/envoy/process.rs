@@ -19,6 +19,8 @@ pub fn free_port() -> Result<u16> {
 
 /// A running Envoy.
 pub struct Envoy {
+    /// The binary it runs.
+    pub binary: std::path::PathBuf,
     child: Child,
     /// Every line Envoy logged so far.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -57,7 +59,7 @@ impl Envoy {
                 }
             });
         }
-        Ok(Envoy { child, log, admin_port })
+        Ok(Envoy { binary: binary.to_path_buf(), child, log, admin_port })
     }
 
     /// Waits until the admin interface says LIVE; an error if Envoy exits or `timeout` passes.
