@@ -125,6 +125,43 @@ fn read_pairs(caller: &mut Call<'_>, ptr: i32, len: i32) -> Result<crate::abi::P
     decode_pairs(&read_bytes(caller, ptr, len)?).ok_or(Status::ParseFailure)
 }
 
+/// Opens a gRPC call (`stream` false: odd token, as Envoy hands them out) or stream (even
+/// token): `target` is the (pointer, length) of the cluster, service, method and initial metadata.
+fn open_grpc(
+    caller: &mut Call<'_>,
+    target: [(i32, i32); 4],
+    messages: Vec<Vec<u8>>,
+    timeout_ms: u32,
+    stream: bool,
+    token_ptr: i32,
+) -> Result<(), Status> {
+    let [cluster, service, method, metadata] = target;
+    read_pairs(caller, metadata.0, metadata.1)?;
+    let cluster = text(read_bytes(caller, cluster.0, cluster.1)?);
+    let service = text(read_bytes(caller, service.0, service.1)?);
+    let method = text(read_bytes(caller, method.0, method.1)?);
+    let state = caller.data_mut();
+    let mut token = state.next_grpc_token;
+    if token.is_multiple_of(2) != stream {
+        token += 1;
+    }
+    state.next_grpc_token = token + 1;
+    write_u32(caller, token_ptr, token)?;
+    let context = caller.data().active_context;
+    let state = caller.data_mut();
+    state.open_grpc.insert(token);
+    state.effects.push(Effect::GrpcCall(GrpcCallRequest {
+        token,
+        context,
+        cluster,
+        service,
+        method,
+        messages,
+        timeout_ms,
+    }));
+    Ok(())
+}
+
 macro_rules! host {
     ($linker:ident, $name:literal, |$caller:ident $(, $arg:ident : $ty:ty)*| $body:block) => {
         $linker.func_wrap("env", $name, move |mut $caller: Call<'_> $(, $arg: $ty)*| -> wasmtime::Result<i32> {
@@ -422,15 +459,6 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
         });
         Ok(word(result))
     });
-    fn grpc_token(state: &mut VmState, stream: bool) -> u32 {
-        // Envoy hands out odd tokens to calls and even ones to streams.
-        let mut token = state.next_grpc_token;
-        if token.is_multiple_of(2) != stream {
-            token += 1;
-        }
-        state.next_grpc_token = token + 1;
-        token
-    }
     host!(linker, "proxy_grpc_call", |caller,
                                       svc_ptr: i32,
                                       svc_len: i32,
@@ -444,25 +472,10 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
                                       msg_len: i32,
                                       timeout: i32,
                                       token_ptr: i32| {
-        let request = (|| -> Result<GrpcCallRequest, Status> {
-            read_pairs(caller, meta_ptr, meta_len)?;
-            Ok(GrpcCallRequest {
-                token: 0,
-                context: caller.data().active_context,
-                cluster: text(read_bytes(caller, svc_ptr, svc_len)?),
-                service: text(read_bytes(caller, name_ptr, name_len)?),
-                method: text(read_bytes(caller, method_ptr, method_len)?),
-                messages: vec![read_bytes(caller, msg_ptr, msg_len)?],
-                timeout_ms: timeout as u32,
-            })
-        })();
-        let result = request.and_then(|mut request| {
-            request.token = grpc_token(caller.data_mut(), false);
-            write_u32(caller, token_ptr, request.token)?;
-            caller.data_mut().open_grpc.insert(request.token);
-            caller.data_mut().effects.push(Effect::GrpcCall(request));
-            Ok(())
-        });
+        let target = [(svc_ptr, svc_len), (name_ptr, name_len), (method_ptr, method_len), (meta_ptr, meta_len)];
+        let message = read_bytes(caller, msg_ptr, msg_len);
+        let result =
+            message.and_then(|message| open_grpc(caller, target, vec![message], timeout as u32, false, token_ptr));
         Ok(word(result))
     });
     host!(linker, "proxy_grpc_stream", |caller,
@@ -475,26 +488,8 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> Result<()> {
                                         meta_ptr: i32,
                                         meta_len: i32,
                                         token_ptr: i32| {
-        let request = (|| -> Result<GrpcCallRequest, Status> {
-            read_pairs(caller, meta_ptr, meta_len)?;
-            Ok(GrpcCallRequest {
-                token: 0,
-                context: caller.data().active_context,
-                cluster: text(read_bytes(caller, svc_ptr, svc_len)?),
-                service: text(read_bytes(caller, name_ptr, name_len)?),
-                method: text(read_bytes(caller, method_ptr, method_len)?),
-                messages: Vec::new(),
-                timeout_ms: 0,
-            })
-        })();
-        let result = request.and_then(|mut request| {
-            request.token = grpc_token(caller.data_mut(), true);
-            write_u32(caller, token_ptr, request.token)?;
-            caller.data_mut().open_grpc.insert(request.token);
-            caller.data_mut().effects.push(Effect::GrpcCall(request));
-            Ok(())
-        });
-        Ok(word(result))
+        let target = [(svc_ptr, svc_len), (name_ptr, name_len), (method_ptr, method_len), (meta_ptr, meta_len)];
+        Ok(word(open_grpc(caller, target, Vec::new(), 0, true, token_ptr)))
     });
     host!(linker, "proxy_grpc_send", |caller, token: i32, ptr: i32, len: i32, end_stream: i32| {
         let token = token as u32;
