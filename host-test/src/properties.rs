@@ -143,5 +143,8 @@ mod tests {
             get_property(b"filter_state\0wasm.wasm_shield.request_id", Some(&s), &PLUGIN, 5),
             Ok(b"id-1".to_vec())
         );
+        s.properties.insert(b"probe\0stage".to_vec(), b"x".to_vec());
+        assert_eq!(get_property(b"probe\0stage", Some(&s), &PLUGIN, 5), Err(Status::NotFound), "as in Envoy");
+        assert_eq!(get_property(b"request\0duration", Some(&s), &PLUGIN, 9), Ok(4i64.to_le_bytes().to_vec()));
     }
 }

@@ -1465,3 +1465,38 @@ impl Runner {
         self.workers.first().map(|w| w.iter().map(|s| s.spec.name.clone()).collect()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_inline_headers_are_joined_as_envoy_does() {
+        let mut headers: Pairs = Vec::new();
+        for (name, value) in [("x-request-id", "a"), ("x-user", "1"), ("x-request-id", "b"), ("x-user", "2")] {
+            add_client_header(&mut headers, name.as_bytes().to_vec(), value.as_bytes().to_vec());
+        }
+        let text: Vec<(String, String)> = HeaderMap::from_pairs(headers).to_strings();
+        let expected = [("x-request-id", "a,b"), ("x-user", "1"), ("x-user", "2")];
+        assert_eq!(text, expected.map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn upstream_framing_follows_an_http1_backend() {
+        let ok = upstream_response_headers(200, vec![(b"a".to_vec(), b"1".to_vec())], 2, false, 0);
+        assert_eq!(ok.get(b"content-length"), Some(&b"2"[..]));
+        assert_eq!(ok.get(b"x-envoy-upstream-service-time"), Some(&b"0"[..]));
+        let no_content = upstream_response_headers(204, Vec::new(), 0, false, 3);
+        assert_eq!(no_content.get(b"content-length"), None);
+        let trailers = upstream_response_headers(200, Vec::new(), 2, true, 0);
+        assert_eq!(trailers.get(b"transfer-encoding"), Some(&b"chunked"[..]));
+    }
+
+    #[test]
+    fn failed_calls_get_envoys_async_client_replies() {
+        let reset = async_client_reply(503, "x");
+        assert_eq!(reset.headers[0], (b":status".to_vec(), b"503".to_vec()));
+        assert_eq!(reset.headers[1], (b"content-length".to_vec(), b"1".to_vec()));
+        assert_eq!(reset.body, b"x");
+    }
+}
