@@ -511,6 +511,11 @@ pub struct HttpCall {
     pub pseudo_headers: bool,
     /// Actions for this call's response, instead of `on_http_call_response`.
     pub then: Option<Actions>,
+    /// Dispatch with the raw hostcall, so that the SDK never learns the token: if the host
+    /// delivers an answer for it (to whatever context), the SDK's dispatcher panics with
+    /// "invalid token_id" — a trap that shows the answer was delivered.
+    #[serde(default)]
+    pub untracked: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -493,6 +493,13 @@ impl Probe {
         let timeout = Duration::from_millis(call.timeout_ms);
         let line = format!("http_call cluster={} path={}", call.cluster, call.path);
         let trailers = borrowed(&call.trailers);
+        if call.untracked {
+            let timeout_ms = u32::try_from(call.timeout_ms).unwrap_or(u32::MAX);
+            let (status, _) =
+                host::http_call_untracked(&call.cluster, &headers, body.unwrap_or_default(), &trailers, timeout_ms);
+            report(status, format!("{line} untracked status={status}"));
+            return;
+        }
         match hostcalls::dispatch_http_call(&call.cluster, headers, body, trailers, timeout) {
             Ok(token) => {
                 let label = format!("{}{}", call.cluster, call.path);

@@ -5,7 +5,7 @@
 //! a trap. A probe must report what the host answered instead, so everything goes through these
 //! thin wrappers except the calls that open a callout (`proxy_http_call`, `proxy_grpc_call`,
 //! `proxy_grpc_stream`): those stay with the SDK, whose dispatcher must learn each token to route
-//! the answer to its context.
+//! the answer to its context (an `untracked` http_call alone bypasses it on purpose).
 //!
 //! The declarations match the SDK's own: same names, and parameter types with the same LLVM types
 //! (`#[repr(u32)]` enums as `u32`, `bool` as `bool`), so LTO merges them into one import each
@@ -110,6 +110,18 @@ unsafe extern "C" {
         return_size: *mut usize,
     ) -> u32;
     fn proxy_done() -> u32;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout: u32,
+        return_token: *mut u32,
+    ) -> u32;
     fn proxy_grpc_send(token: u32, message_data: *const u8, message_size: usize, end_stream: bool) -> u32;
     fn proxy_grpc_cancel(token: u32) -> u32;
     fn proxy_grpc_close(token: u32) -> u32;
@@ -366,6 +378,36 @@ pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Answer {
 
 pub fn done() -> Status {
     Status(unsafe { proxy_done() })
+}
+
+/// `proxy_http_call` behind the SDK's back: its dispatcher never learns the token, so an answer
+/// delivered for it makes the SDK panic ("invalid token_id"). Only the `untracked` http_call
+/// uses this, to show that an answer is delivered at all.
+pub fn http_call_untracked(
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    trailers: &[(&str, &str)],
+    timeout_ms: u32,
+) -> (Status, u32) {
+    let headers = serialize_pairs(headers);
+    let trailers = serialize_pairs(trailers);
+    let mut token = 0;
+    let status = unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            if body.is_empty() { null() } else { body.as_ptr() },
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    };
+    (Status(status), token)
 }
 
 /// `proxy_metric_type_t`: 0 counter, 1 gauge, 2 histogram.
