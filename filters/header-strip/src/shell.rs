@@ -52,6 +52,7 @@ impl Context for HeaderStripRoot {}
 
 impl RootContext for HeaderStripRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        shield_kit::log_level::follow_host_log_level();
         let Some(policy) = shield_kit::config::load(plugin_configuration_size, Policy::from_json) else {
             return false;
         };

@@ -8,9 +8,11 @@
 //! - [`log_escape`]: client-supplied bytes made safe and bounded for a log line.
 //! - [`request_id`]: the stream's request ID, published by `request-id`, read by every log line.
 //! - [`metrics`]: counters that never fail a request.
+//! - [`log_level`]: log only what the host keeps, so dropped lines cost nothing.
 
 pub mod config;
 pub mod header_name;
 pub mod log_escape;
+pub mod log_level;
 pub mod metrics;
 pub mod request_id;

@@ -5,11 +5,13 @@
 //! the W3C `traceparent` so traces line up with the same request.
 //!
 //! The pure core ([`config`], [`id`], [`traceparent`], [`decision`], [`audit`]) decides
-//! everything and is unit tested natively; [`shell`] only moves bytes between Envoy and the core.
+//! everything and is unit tested natively; [`shell`] only moves bytes between Envoy and the core,
+//! drawing host randomness through [`entropy`].
 
 pub mod audit;
 pub mod config;
 pub mod decision;
+pub mod entropy;
 pub mod id;
 pub mod shell;
 pub mod traceparent;

@@ -4,6 +4,7 @@
 use crate::audit;
 use crate::config::Policy;
 use crate::decision::{self, IdOutcome, IdSource, Plan, TraceOutcome};
+use crate::entropy::EntropyPool;
 use crate::id::fallback_entropy;
 use crate::traceparent::{TRACEPARENT, TRACESTATE};
 use proxy_wasm::hostcalls;
@@ -11,6 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use shield_kit::metrics::Counter;
 use shield_kit::request_id::publish_request_id;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
@@ -61,12 +63,15 @@ impl Metrics {
 pub struct RequestIdRoot {
     policy: Rc<Policy>,
     metrics: Metrics,
+    /// Host randomness fetched in batches, shared by the streams of this worker.
+    entropy: Rc<RefCell<EntropyPool>>,
 }
 
 impl Context for RequestIdRoot {}
 
 impl RootContext for RequestIdRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        shield_kit::log_level::follow_host_log_level();
         let Some(policy) = shield_kit::config::load(plugin_configuration_size, Policy::from_json) else {
             return false;
         };
@@ -88,6 +93,7 @@ impl RootContext for RequestIdRoot {
             context_id,
             policy: Rc::clone(&self.policy),
             metrics: self.metrics,
+            entropy: Rc::clone(&self.entropy),
             request_id: None,
         }))
     }
@@ -102,6 +108,7 @@ struct RequestIdStream {
     context_id: u32,
     policy: Rc<Policy>,
     metrics: Metrics,
+    entropy: Rc<RefCell<EntropyPool>>,
     /// Set in `on_http_request_headers`, echoed in `on_http_response_headers`.
     request_id: Option<String>,
 }
@@ -111,8 +118,11 @@ impl Context for RequestIdStream {}
 impl HttpContext for RequestIdStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let headers = self.get_http_request_headers_bytes();
-        let mut source = HostIdSource { context_id: self.context_id, used_fallback: false };
+        let mut pool = self.entropy.borrow_mut();
+        let mut source = HostIdSource { context_id: self.context_id, pool: &mut pool, used_fallback: false };
         let plan = decision::decide(&self.policy, &headers, &mut source);
+        let used_fallback = source.used_fallback;
+        drop(pool);
         let id = plan.request_id.as_str();
 
         // Writes: only what changed.
@@ -134,7 +144,7 @@ impl HttpContext for RequestIdStream {
         if let TraceOutcome::Replaced { original, traceparent } = &plan.trace {
             log::info!("{}", audit::replaced_traceparent_line(id, original, traceparent));
         }
-        if source.used_fallback {
+        if used_fallback {
             log::warn!("random source failed, generated id from fallback entropy request_id={id}");
         }
 
@@ -156,19 +166,19 @@ impl HttpContext for RequestIdStream {
     }
 }
 
-/// Randomness from WASI `random_get` (one call per generated ID), time from the host clock.
-struct HostIdSource {
+/// Randomness from WASI `random_get` (through the worker's pool), time from the host clock.
+struct HostIdSource<'a> {
     context_id: u32,
+    pool: &'a mut EntropyPool,
     used_fallback: bool,
 }
 
 /// Distinguishes fallback draws within one VM (see [`fallback_entropy`]).
 static FALLBACK_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-impl IdSource for HostIdSource {
+impl IdSource for HostIdSource<'_> {
     fn random_bytes(&mut self) -> [u8; 16] {
-        let mut bytes = [0u8; 16];
-        if getrandom::fill(&mut bytes).is_ok() {
+        if let Some(bytes) = self.pool.take16(getrandom::fill) {
             return bytes;
         }
         self.used_fallback = true;

@@ -169,7 +169,10 @@ fn run_case(host: &mut Host, loaded: &LoadedCase, binary: &Path) -> Result<(Verd
     std::fs::write(&bootstrap_path, serde_json::to_string_pretty(&config)?)?;
     set_answers(case, &cluster_servers, &[]);
 
-    let mut envoy = Envoy::start(binary, &bootstrap_path, case.workers, admin_port)?;
+    // Envoy has one level for every Wasm filter: the most verbose one the case asks for.
+    let wasm_log_level = case.filters.iter().map(|f| f.log_level.unwrap_or(LogLevel::Trace)).min();
+    let mut envoy =
+        Envoy::start(binary, &bootstrap_path, case.workers, admin_port, wasm_log_level.unwrap_or(LogLevel::Trace))?;
     let verdict = drive(case, &mut envoy, harness, variant, &upstream, &cluster_servers, listen_port);
     let _ = std::fs::remove_file(&bootstrap_path);
     verdict

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::abi::LogLevel;
+
 /// A free port on 127.0.0.1 (bound and released; Envoy or a mock binds it next).
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -28,14 +30,26 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    /// Starts `binary` with `bootstrap` and `concurrency` workers.
-    pub fn start(binary: &Path, bootstrap: &Path, concurrency: usize, admin_port: u16) -> Result<Envoy> {
+    /// Starts `binary` with `bootstrap` and `concurrency` workers, its `wasm` logger at
+    /// `wasm_log_level` (what `proxy_get_log_level` then reports to the modules).
+    pub fn start(
+        binary: &Path,
+        bootstrap: &Path,
+        concurrency: usize,
+        admin_port: u16,
+        wasm_log_level: LogLevel,
+    ) -> Result<Envoy> {
+        // Envoy spells `warn` as `warning` on its command line.
+        let wasm_level = match wasm_log_level {
+            LogLevel::Warn => "warning",
+            other => other.name(),
+        };
         let mut command = Command::new(binary);
         command
             .arg("-c")
             .arg(bootstrap)
             .args(["--concurrency", &concurrency.to_string(), "--disable-hot-restart", "--log-level", "info"])
-            .args(["--component-log-level", "wasm:trace"])
+            .args(["--component-log-level", &format!("wasm:{wasm_level}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
