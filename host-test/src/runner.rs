@@ -271,7 +271,25 @@ const INLINE_REQUEST_HEADERS: &[&[u8]] = &[
 ];
 
 /// Adds a header the client sent, as Envoy's codec fills the map.
+/// The downstream address Envoy's connection manager derives from `x-forwarded-for` when it does
+/// not use the peer's (`use_remote_address: false`, no trusted hops: the runner's and Envoy's
+/// default): the right-most entry if it is a bare IP, with port 0; otherwise the peer stays.
+/// This is what `source.address` then reports to filters, so a client can choose it unless the
+/// edge sets `use_remote_address: true`.
+fn address_from_forwarded_for(headers: &Pairs) -> Option<std::net::SocketAddr> {
+    let (_, value) = headers.iter().find(|(k, _)| k == b"x-forwarded-for")?;
+    let last = std::str::from_utf8(value).ok()?.rsplit(',').next()?.trim();
+    let ip: std::net::IpAddr = last.parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, 0))
+}
+
+/// Adds a client header as Envoy's codec hands it on: leading and trailing spaces and tabs of the
+/// value trimmed, inline headers (such as `x-forwarded-for`) joined with `,`.
 fn add_client_header(headers: &mut Pairs, name: Vec<u8>, value: Vec<u8>) {
+    let is_blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_blank(b)).unwrap_or(value.len());
+    let end = value.iter().rposition(|b| !is_blank(b)).map_or(start, |last| last + 1);
+    let value = value.get(start..end).unwrap_or_default().to_vec();
     if INLINE_REQUEST_HEADERS.contains(&name.as_slice())
         && let Some((_, existing)) = headers.iter_mut().find(|(k, _)| *k == name)
     {
@@ -486,7 +504,7 @@ impl Runner {
         max_wait: Duration,
         outcome: &mut StepOutcome,
     ) {
-        let connection = Connection {
+        let mut connection = Connection {
             source: request.source.as_deref().unwrap_or(fixture::DEFAULT_SOURCE).parse().unwrap_or_else(|_| {
                 fixture::DEFAULT_SOURCE.parse().unwrap_or(std::net::SocketAddr::from(([203, 0, 113, 1], 40000)))
             }),
@@ -523,6 +541,9 @@ impl Runner {
         }
         if !headers.iter().any(|(k, _)| k == b"x-forwarded-proto") {
             headers.push((b"x-forwarded-proto".to_vec(), request.scheme.as_bytes().to_vec()));
+        }
+        if let Some(address) = address_from_forwarded_for(&headers) {
+            connection.source = address;
         }
         let stream = Rc::new(RefCell::new(Stream::new(HeaderMap::from_pairs(headers), connection, self.now())));
         let filters = self.workers[worker].len();

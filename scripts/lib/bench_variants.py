@@ -96,7 +96,7 @@ NEVER_EMPTY = {"max_tokens": 1_000_000_000, "tokens_per_fill": 1_000_000_000, "f
 
 
 def rate_limit_configuration(mode):
-    return {"mode": mode, "rules": [{"name": "per-ip", "key": [{"remote_address": {}}], **NEVER_EMPTY}]}
+    return {"mode": mode, "rules": [{"name": "per-ip", "key": ["remote_address"], **NEVER_EMPTY}]}
 
 
 def native_rate_limit():
@@ -156,11 +156,13 @@ VARIANTS = {
     "rate-limit": dict(
         chain="Wasm rate-limit (local, per IP) → router",
         filters=lambda: [filter_module("rate-limit", rate_limit_configuration("local"))],
-        targets=[{"over": "noop", "max_us": 1.0}]),
+        work="wasmcustom.wasm_shield.rate_limit.per-ip.allowed",
+        targets=[{"over": "noop", "max_us": 1.0}], floor="noop-read-headers"),
     "rate-limit-shared": dict(
         chain="Wasm rate-limit (shared data, per IP) → router",
         filters=lambda: [filter_module("rate-limit", rate_limit_configuration("shared"))],
-        targets=[{"over": "noop", "max_us": 2.0}]),
+        work="wasmcustom.wasm_shield.rate_limit.per-ip.allowed",
+        targets=[{"over": "noop", "max_us": 2.0}], floor="noop-read-headers"),
     "native-ratelimit": dict(
         chain="native `local_ratelimit` → router", filters=lambda: [native_rate_limit()],
         work="bench.http_local_rate_limit.ok"),
