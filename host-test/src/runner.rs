@@ -627,7 +627,9 @@ impl Runner {
         outcome.stalled = stalled && !flight.reset;
         outcome.reset = flight.reset;
         outcome.local_reply = flight.local_reply.clone();
-        outcome.upstream_request = flight.upstream.clone();
+        // The backend has a request only once all of it reached the router: a stream answered
+        // or reset while its body was still held never completes upstream (Envoy resets it).
+        outcome.upstream_request = if flight.responded { flight.upstream.clone() } else { None };
         outcome.response = if flight.client_complete { flight.client.clone() } else { None };
         flight.stream.borrow_mut().logging = true;
         self.finish_contexts(worker, &flight.contexts);

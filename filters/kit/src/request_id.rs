@@ -7,7 +7,6 @@
 //! `x-request-id` request header, escaped, since a client may have written it.
 
 use crate::log_escape::escape_bare;
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 /// Property (filter state `wasm.wasm_shield.request_id` in Envoy) holding the request ID.
@@ -21,13 +20,55 @@ pub const UNKNOWN_REQUEST_ID: &str = "-";
 
 /// The request ID to put in a log line about the current stream: the property, else the
 /// `x-request-id` request header, else `-`. Always one escaped, bounded token.
+///
+/// Safe in every callback: the reads go through raw ABI calls that turn any status the host
+/// answers into "absent" (Envoy answers an error status for the request headers in some
+/// callbacks, e.g. once the request has gone upstream in a body callback, and the SDK's
+/// wrappers panic on that, which would kill the VM for the whole worker).
 pub fn request_id_for_log() -> String {
-    let from_property =
-        hostcalls::get_property(vec![REQUEST_ID_PROPERTY]).ok().flatten().filter(|value| !value.is_empty());
-    let value = from_property.or_else(|| {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, DEFAULT_REQUEST_ID_HEADER).ok().flatten()
-    });
+    let from_property = read_property(REQUEST_ID_PROPERTY).filter(|value| !value.is_empty());
+    let value = from_property.or_else(|| read_request_header(DEFAULT_REQUEST_ID_HEADER));
     format_for_log(value.as_deref())
+}
+
+/// A one-segment property, or `None` for any status but Ok.
+fn read_property(name: &str) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the path is a live slice passed with its length; on Ok the host hands over a buffer
+    // it allocated through this module's allocator (`proxy_on_memory_allocate`), owned from now on.
+    let status = unsafe { proxy_get_property_status(name.as_ptr(), name.len(), &mut data, &mut size) };
+    take_host_buffer(status, data, size)
+}
+
+/// A request header's value, or `None` for any status but Ok.
+fn read_request_header(name: &str) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `read_property`.
+    let status = unsafe {
+        proxy_get_header_map_value_status(
+            MapType::HttpRequestHeaders as u32,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    take_host_buffer(status, data, size)
+}
+
+/// Takes ownership of a buffer the host returned with status Ok.
+fn take_host_buffer(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if status != 0 {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    // SAFETY: the host allocated `size` bytes at `data` with this module's allocator and gave
+    // up ownership; this is how the SDK itself takes such buffers.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// The log form of a request ID that may come from a client: escaped, bounded, `-` if missing.
@@ -40,6 +81,25 @@ pub fn format_for_log(value: Option<&[u8]>) -> String {
 
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
+    /// `proxy_get_property`, returning the host's status (see [`request_id_for_log`]).
+    #[link_name = "proxy_get_property"]
+    fn proxy_get_property_status(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+
+    /// `proxy_get_header_map_value`, returning the host's status (see [`request_id_for_log`]).
+    #[link_name = "proxy_get_header_map_value"]
+    fn proxy_get_header_map_value_status(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+
     /// The raw ABI call behind `proxy_wasm::hostcalls::set_property`. That wrapper panics on
     /// any status but Ok, and Envoy answers BadArgument when the property was already set in
     /// this stream (filter state created this way is read-only), e.g. by a second `request-id`

@@ -1,0 +1,109 @@
+//! Request bodies: which processor a content type selects, and filling the collections from the
+//! buffered body (`ARGS_POST`, `FILES`, `MULTIPART_PART_HEADERS`, `REQUEST_BODY`).
+
+pub mod json;
+pub mod multipart;
+pub mod urlencoded;
+
+use crate::request::{Collections, Source};
+
+/// How a body is parsed, from its `content-type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyProcessor {
+    UrlEncoded,
+    /// Multipart with its boundary.
+    Multipart(Vec<u8>),
+    Json,
+    /// Anything else: only `REQUEST_BODY` holds it.
+    Raw,
+}
+
+impl BodyProcessor {
+    /// Chooses the processor for a `content-type` value (parameters and case ignored).
+    pub fn for_content_type(content_type: Option<&[u8]>) -> Self {
+        let Some(content_type) = content_type else { return Self::Raw };
+        let lower = content_type.to_ascii_lowercase();
+        let media_type = lower.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+        if media_type == b"application/x-www-form-urlencoded" {
+            Self::UrlEncoded
+        } else if media_type == b"multipart/form-data" {
+            match multipart::boundary(content_type) {
+                Some(boundary) => Self::Multipart(boundary),
+                None => Self::Raw,
+            }
+        } else if media_type == b"application/json" || media_type.ends_with(b"+json") {
+            Self::Json
+        } else {
+            Self::Raw
+        }
+    }
+
+    /// The `REQBODY_PROCESSOR` name (ModSecurity's).
+    pub fn name(&self) -> &'static [u8] {
+        match self {
+            Self::UrlEncoded => b"URLENCODED",
+            Self::Multipart(_) => b"MULTIPART",
+            Self::Json => b"JSON",
+            Self::Raw => b"",
+        }
+    }
+}
+
+/// Parses `body` with `processor` into `collections`. A body the processor cannot parse sets
+/// `REQBODY_ERROR` to 1 (and keeps what it could read).
+pub fn fill(collections: &mut Collections, processor: &BodyProcessor, body: &[u8]) {
+    collections.set(Source::RequestBodyLength, body.len().to_string().into_bytes());
+    collections.set(Source::ReqbodyProcessor, processor.name().to_vec());
+    let ok = match processor {
+        BodyProcessor::UrlEncoded => {
+            collections.set(Source::RequestBody, body.to_vec());
+            for (name, value) in urlencoded::parse_pairs(body) {
+                collections.push_arg(Source::ArgsPost, Source::ArgsPostNames, name, value);
+            }
+            true
+        }
+        BodyProcessor::Multipart(boundary) => multipart::fill(collections, boundary, body),
+        BodyProcessor::Json => {
+            collections.set(Source::RequestBody, body.to_vec());
+            json::fill(collections, body)
+        }
+        BodyProcessor::Raw => {
+            collections.set(Source::RequestBody, body.to_vec());
+            true
+        }
+    };
+    collections.set(Source::ReqbodyError, if ok { b"0".to_vec() } else { b"1".to_vec() });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_select_processors() {
+        assert_eq!(
+            BodyProcessor::for_content_type(Some(b"application/x-www-form-urlencoded; charset=utf-8")),
+            BodyProcessor::UrlEncoded
+        );
+        assert_eq!(BodyProcessor::for_content_type(Some(b"Application/JSON")), BodyProcessor::Json);
+        assert_eq!(BodyProcessor::for_content_type(Some(b"application/vnd.api+json")), BodyProcessor::Json);
+        assert_eq!(
+            BodyProcessor::for_content_type(Some(b"multipart/form-data; boundary=\"xyz\"")),
+            BodyProcessor::Multipart(b"xyz".to_vec())
+        );
+        assert_eq!(BodyProcessor::for_content_type(Some(b"multipart/form-data")), BodyProcessor::Raw);
+        assert_eq!(BodyProcessor::for_content_type(Some(b"text/plain")), BodyProcessor::Raw);
+        assert_eq!(BodyProcessor::for_content_type(None), BodyProcessor::Raw);
+    }
+
+    #[test]
+    fn urlencoded_body_fills_args_post() {
+        let mut collections =
+            Collections::from_head(&crate::request::RequestHead { headers: &[], protocol: b"", remote_addr: b"" });
+        fill(&mut collections, &BodyProcessor::UrlEncoded, b"a=1&b=x%20y");
+        assert_eq!(collections.first(Source::ArgsPost, Some(b"b")), Some(&b"x y"[..]));
+        assert_eq!(collections.first(Source::ReqbodyProcessor, None), Some(&b"URLENCODED"[..]));
+        assert_eq!(collections.first(Source::RequestBodyLength, None), Some(&b"11"[..]));
+        assert_eq!(collections.first(Source::ReqbodyError, None), Some(&b"0"[..]));
+    }
+}
