@@ -198,6 +198,8 @@ def bootstrap(name, listen, admin):
         "stat_prefix": "bench",
         # Off unless the variant is Envoy's own generation: the request-id filter owns the ID.
         "generate_request_id": variant.get("generate_request_id", False),
+        # Envoy's own ID is echoed to the client as request-id's is (its default).
+        "always_set_request_id_in_response": variant.get("generate_request_id", False),
         "route_config": {"virtual_hosts": [{"name": "api", "domains": ["*"], "routes": [
             {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
         "http_filters": variant["filters"]() + [router],

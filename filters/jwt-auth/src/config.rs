@@ -59,6 +59,8 @@ pub struct ProviderConfig {
     pub require_expiration: bool,
     /// Longest lifetime (`exp` minus `nbf`, else `iat`); implies `exp` is required.
     pub max_lifetime: Option<EnvoyDuration>,
+    /// The same limit in whole seconds (the issue's name for it); give one of the two.
+    pub max_lifetime_seconds: Option<u64>,
     /// Tolerance for `exp` and `nbf` (default 60).
     pub clock_skew_seconds: Option<u32>,
     /// Keys given inline.
@@ -368,9 +370,19 @@ fn build_provider(name: String, config: ProviderConfig) -> Result<Provider, Conf
             format!("{clock_skew} is more than {MAX_CLOCK_SKEW_SECONDS}"),
         ));
     }
-    let max_lifetime = config.max_lifetime.map(|d| i64::try_from(d.get().as_secs()).unwrap_or(i64::MAX));
+    let (max_lifetime, lifetime_field) = match (config.max_lifetime, config.max_lifetime_seconds) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                field("max_lifetime_seconds"),
+                "give max_lifetime (Envoy's duration) or max_lifetime_seconds, not both",
+            ));
+        }
+        (Some(duration), None) => (Some(i64::try_from(duration.get().as_secs()).unwrap_or(i64::MAX)), "max_lifetime"),
+        (None, Some(seconds)) => (Some(i64::try_from(seconds).unwrap_or(i64::MAX)), "max_lifetime_seconds"),
+        (None, None) => (None, "max_lifetime"),
+    };
     if max_lifetime == Some(0) {
-        return Err(ConfigError::new(field("max_lifetime"), "must be at least 1s"));
+        return Err(ConfigError::new(field(lifetime_field), "must be at least 1s"));
     }
     if config.claim_to_headers.len() > MAX_ENTRIES {
         return Err(ConfigError::new(field("claim_to_headers"), format!("at most {MAX_ENTRIES} entries")));
@@ -611,6 +623,10 @@ mod tests {
         assert_eq!(e.field(), "providers.main.claim_to_headers[0].header_name");
         let e = error(&config_with(r#","claim_to_headers":[{"header_name":"x-a","claim_name":"a..b"}]"#, "[]"));
         assert_eq!(e.field(), "providers.main.claim_to_headers[0].claim_name");
+        let both = error(&config_with(r#","max_lifetime":"60s","max_lifetime_seconds":60"#, "[]"));
+        assert!(both.to_string().contains("max_lifetime_seconds"), "{both}");
+        let zero = error(&config_with(r#","max_lifetime_seconds":0"#, "[]"));
+        assert!(zero.to_string().contains("max_lifetime_seconds"), "{zero}");
         let e = error(&config_with(r#","max_lifetime":"1h""#, "[]"));
         assert_eq!(e.field(), "providers.main.max_lifetime");
         let e = error(&config_with(r#","issuerr":"x""#, "[]"));
