@@ -169,7 +169,7 @@ VARIANTS = {
     "waf": dict(
         chain="Wasm waf (built-in rules, block, PL1) → router",
         filters=lambda: [filter_module("waf", {"mode": "block", "paranoia_level": 1})],
-        work="wasmcustom.wasm_shield.waf.inspected"),
+        work="wasmcustom.wasm_shield.waf.requests_inspected"),
 }
 
 
