@@ -6,7 +6,8 @@
 //! chosen by the key. Verified tokens are cached so a repeated token costs a hash lookup.
 //!
 //! The pure core ([`config`], [`jwks`], [`token`], [`verify`], [`claims`], [`cache`],
-//! [`decision`], [`remote`], [`reply`], [`rsa_pkcs1`]) decides everything and is unit tested natively;
+//! [`decision`], [`remote`], [`reply`], [`rsa_pkcs1`], [`montgomery`]) decides everything and is
+//! unit tested natively;
 //! [`shell`] (with [`host`], the raw host calls) only moves bytes between Envoy and the core.
 
 pub mod cache;
@@ -18,6 +19,7 @@ pub mod header_map;
 pub mod host;
 pub mod jwks;
 pub mod matcher;
+pub mod montgomery;
 pub mod reason;
 pub mod remote;
 pub mod reply;

@@ -3,8 +3,9 @@
 //! Why not jwt-simple's RSA here: its pure-Rust backend (the `rsa` crate on `num-bigint-dig`
 //! with 64-bit digits) needs 128-bit multiplications that Wasm emulates, and a windowed
 //! exponentiation meant for private keys: about 1.2 ms per RS256 verification in Envoy's V8.
-//! Verification only needs `s^e mod n` with a small public `e` (17 Montgomery multiplications
-//! for 65537), and 32×32→64-bit products are native Wasm instructions.
+//! Verification only needs `s^e mod n` with a small public `e` (16 Montgomery squarings and 1
+//! multiplication for 65537, see [`crate::montgomery`]), and 32×32→64-bit products are native
+//! Wasm instructions.
 //!
 //! The check is "encode and compare" (RFC 8017 §8.2.2): the expected encoded message is built
 //! from the digest and compared byte for byte with `s^e mod n`, so nothing in the signature is
@@ -13,6 +14,8 @@
 use hmac_sha256::Hash as Sha256;
 use hmac_sha512::Hash as Sha512;
 use hmac_sha512::sha384::Hash as Sha384;
+
+use crate::montgomery::{LIMB_BITS, Modulus};
 
 /// Smallest modulus accepted, in bits (as jwt-simple's policy).
 pub const MIN_MODULUS_BITS: usize = 2048;
@@ -62,12 +65,10 @@ impl Digest {
 /// An RSA public key prepared for Montgomery exponentiation.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RsaPublicKey {
-    /// Modulus, 32-bit limbs, least significant first.
-    n: Vec<u32>,
-    /// `-n⁻¹ mod 2³²`.
-    n0_inv: u32,
-    /// `R² mod n`, R = 2^(32·limbs): converts into Montgomery form.
-    r2: Vec<u32>,
+    /// Modulus with its Montgomery constants (computed once per key, at JWKS load).
+    modulus: Modulus,
+    /// Modulus, big-endian without leading zeros: `s < n` is checked on the signature's bytes.
+    n_bytes: Vec<u8>,
     /// Public exponent.
     e: u32,
     /// Modulus length in bytes (the signature length).
@@ -99,10 +100,10 @@ impl RsaPublicKey {
         if e < 3 || e & 1 == 0 {
             return Err("RSA exponent must be odd and at least 3".into());
         }
-        let limbs = from_be_bytes(n, n.len().div_ceil(4));
-        let n0_inv = montgomery_inverse(limbs[0]);
-        let r2 = r_squared(&limbs);
-        Ok(Self { n: limbs, n0_inv, r2, e, size: n.len() })
+        // Leading zeros stripped and odd: the top limb is non-zero, as `Modulus` requires.
+        let limbs = bits.div_ceil(LIMB_BITS as usize);
+        let modulus = Modulus::new(from_be_bytes(n, limbs)).ok_or("RSA modulus is malformed")?;
+        Ok(Self { modulus, n_bytes: n.to_vec(), e, size: n.len() })
     }
 
     /// Whether `signature` is a valid RSASSA-PKCS1-v1_5 signature of `message` with `digest`.
@@ -110,11 +111,11 @@ impl RsaPublicKey {
         if signature.len() != self.size {
             return false;
         }
-        let k = self.n.len();
-        let s = from_be_bytes(signature, k);
-        if !less_than(&s, &self.n) {
+        // Same length, big-endian: byte order is numeric order. Below n, s fits the modulus' limbs.
+        if signature >= self.n_bytes.as_slice() {
             return false;
         }
+        let s = from_be_bytes(signature, self.modulus.limbs());
         let m = self.public_op(&s);
         let em = to_be_bytes(&m, self.size);
         let (prefix, hash) = digest.digest_info(message);
@@ -132,63 +133,31 @@ impl RsaPublicKey {
         em == expected
     }
 
-    /// `s^e mod n` by left-to-right square and multiply in Montgomery form.
-    fn public_op(&self, s: &[u32]) -> Vec<u32> {
-        let s_mont = self.mul(s, &self.r2);
+    /// `s^e mod n` for `s < n` by left-to-right square and multiply in Montgomery form. The
+    /// exponent is odd (checked in [`Self::new`]), so the last step is a multiplication: by `s`
+    /// itself rather than its Montgomery form, which leaves the result out of Montgomery form
+    /// without a separate conversion (x·R · s · R⁻¹ = x·s).
+    fn public_op(&self, s: &[u64]) -> Vec<u64> {
+        let modulus = &self.modulus;
+        let k = modulus.limbs();
+        let mut scratch = modulus.scratch();
+        let mut s_mont = vec![0u64; k];
+        modulus.to_montgomery(&mut s_mont, s, &mut scratch);
         let mut acc = s_mont.clone();
+        let mut next = vec![0u64; k];
         let top = 31 - self.e.leading_zeros();
-        for bit in (0..top).rev() {
-            acc = self.mul(&acc, &acc);
+        for bit in (1..top).rev() {
+            modulus.square_into(&mut next, &acc, &mut scratch);
+            std::mem::swap(&mut acc, &mut next);
             if (self.e >> bit) & 1 == 1 {
-                acc = self.mul(&acc, &s_mont);
+                modulus.mul_into(&mut next, &acc, &s_mont, &mut scratch);
+                std::mem::swap(&mut acc, &mut next);
             }
         }
-        let mut one = vec![0u32; self.n.len()];
-        one[0] = 1;
-        self.mul(&acc, &one)
-    }
-
-    /// Montgomery product `a·b·R⁻¹ mod n` (CIOS), for `a, b < n`. The loops are written as
-    /// zips over equal-length slices so the compiler drops every bounds check.
-    fn mul(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
-        let n = self.n.as_slice();
-        let k = n.len();
-        let a = a.get(..k).unwrap_or(a);
-        let n0 = u64::from(n.first().copied().unwrap_or(1));
-        let mut t = vec![0u32; k + 2];
-        for &b_i in b.iter().take(k) {
-            let b_i = u64::from(b_i);
-            let mut carry = 0u64;
-            for (t_j, &a_j) in t.iter_mut().zip(a) {
-                let sum = u64::from(*t_j) + u64::from(a_j) * b_i + carry;
-                *t_j = sum as u32;
-                carry = sum >> 32;
-            }
-            let (low, high) = t.split_at_mut(k);
-            let sum = u64::from(high[0]) + carry;
-            high[0] = sum as u32;
-            high[1] = (sum >> 32) as u32;
-
-            // Add m·n so the lowest limb becomes zero, then shift down one limb.
-            let m = u64::from(low[0].wrapping_mul(self.n0_inv));
-            let mut carry = (u64::from(low[0]) + m * n0) >> 32;
-            for (t_j, &n_j) in low.iter_mut().zip(n).skip(1) {
-                let sum = u64::from(*t_j) + m * u64::from(n_j) + carry;
-                *t_j = sum as u32;
-                carry = sum >> 32;
-            }
-            let sum = u64::from(high[0]) + carry;
-            high[0] = sum as u32;
-            high[1] += (sum >> 32) as u32;
-            t.copy_within(1.., 0);
-            t[k + 1] = 0;
-        }
-        let overflow = t[k] != 0;
-        t.truncate(k);
-        if overflow || !less_than(&t, n) {
-            subtract_in_place(&mut t, n);
-        }
-        t
+        // Bit 0, set: square, then multiply by `s` in normal form.
+        modulus.square_into(&mut next, &acc, &mut scratch);
+        modulus.mul_into(&mut acc, &next, s, &mut scratch);
+        acc
     }
 }
 
@@ -197,71 +166,45 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     bytes.get(start..).unwrap_or_default()
 }
 
-/// Big-endian bytes → `limbs` little-endian 32-bit limbs (zero-extended; extra high bytes are
-/// dropped, callers pass at most `limbs * 4` bytes).
-fn from_be_bytes(bytes: &[u8], limbs: usize) -> Vec<u32> {
-    let mut out = vec![0u32; limbs];
-    for (index, byte) in bytes.iter().rev().enumerate() {
-        if let Some(limb) = out.get_mut(index / 4) {
-            *limb |= u32::from(*byte) << (8 * (index % 4));
+/// Big-endian bytes → `limbs` little-endian limbs of [`LIMB_BITS`] bits (zero-extended; bits
+/// beyond `limbs` limbs are dropped, callers pass values that fit).
+fn from_be_bytes(bytes: &[u8], limbs: usize) -> Vec<u64> {
+    let mut out = vec![0u64; limbs];
+    let mut slots = out.iter_mut();
+    // Bits read but not yet stored in a limb, and how many.
+    let (mut pending, mut pending_bits) = (0u64, 0u32);
+    for byte in bytes.iter().rev() {
+        pending |= u64::from(*byte) << pending_bits;
+        pending_bits += 8;
+        if pending_bits >= LIMB_BITS {
+            if let Some(limb) = slots.next() {
+                *limb = pending & ((1 << LIMB_BITS) - 1);
+            }
+            pending >>= LIMB_BITS;
+            pending_bits -= LIMB_BITS;
         }
+    }
+    if let Some(limb) = slots.next() {
+        *limb = pending;
     }
     out
 }
 
-fn to_be_bytes(limbs: &[u32], size: usize) -> Vec<u8> {
+/// Little-endian limbs of [`LIMB_BITS`] bits → `size` big-endian bytes (higher bits dropped).
+fn to_be_bytes(limbs: &[u64], size: usize) -> Vec<u8> {
     let mut out = vec![0u8; size];
-    for (index, byte) in out.iter_mut().rev().enumerate() {
-        let limb = limbs.get(index / 4).copied().unwrap_or(0);
-        *byte = (limb >> (8 * (index % 4))) as u8;
+    let mut limbs = limbs.iter();
+    let (mut pending, mut pending_bits) = (0u64, 0u32);
+    for byte in out.iter_mut().rev() {
+        if pending_bits < 8 {
+            pending |= limbs.next().copied().unwrap_or(0) << pending_bits;
+            pending_bits += LIMB_BITS;
+        }
+        *byte = pending as u8;
+        pending >>= 8;
+        pending_bits -= 8;
     }
     out
-}
-
-fn less_than(a: &[u32], b: &[u32]) -> bool {
-    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
-        if x != y {
-            return x < y;
-        }
-    }
-    false
-}
-
-fn subtract_in_place(a: &mut [u32], b: &[u32]) {
-    let mut borrow = 0u64;
-    for (x, &y) in a.iter_mut().zip(b) {
-        let diff = u64::from(*x).wrapping_sub(u64::from(y)).wrapping_sub(borrow);
-        *x = diff as u32;
-        borrow = (diff >> 63) & 1;
-    }
-}
-
-/// `-x⁻¹ mod 2³²` for odd `x` (Newton's iteration doubles the correct bits each step).
-fn montgomery_inverse(x: u32) -> u32 {
-    let mut inverse: u32 = 1;
-    for _ in 0..5 {
-        inverse = inverse.wrapping_mul(2u32.wrapping_sub(x.wrapping_mul(inverse)));
-    }
-    inverse.wrapping_neg()
-}
-
-/// `R² mod n` by doubling 1 modulo `n`, 2·32·k times (once per key, at configuration).
-fn r_squared(n: &[u32]) -> Vec<u32> {
-    let k = n.len();
-    let mut x = vec![0u32; k];
-    x[0] = 1;
-    for _ in 0..(64 * k) {
-        let mut carry = 0u32;
-        for limb in x.iter_mut() {
-            let next = *limb >> 31;
-            *limb = (*limb << 1) | carry;
-            carry = next;
-        }
-        if carry != 0 || !less_than(&x, n) {
-            subtract_in_place(&mut x, n);
-        }
-    }
-    x
 }
 
 #[cfg(test)]
@@ -337,14 +280,11 @@ mod tests {
     }
 
     #[test]
-    fn montgomery_helpers() {
-        for x in [1u32, 3, 0xffff_ffff, 0x1234_5677] {
-            assert_eq!(x.wrapping_mul(montgomery_inverse(x).wrapping_neg()), 1);
-        }
+    fn byte_conversions() {
         assert_eq!(to_be_bytes(&from_be_bytes(&[1, 2, 3, 4, 5], 2), 5), vec![1, 2, 3, 4, 5]);
-        assert!(less_than(&[1, 2], &[0, 3]));
-        assert!(!less_than(&[0, 3], &[1, 2]));
-        assert!(!less_than(&[5, 5], &[5, 5]));
+        assert_eq!(from_be_bytes(&[1, 2, 3, 4, 5], 2), vec![0x0203_0405 & 0x7ff_ffff, 0x0102 >> 3]);
+        let bytes: Vec<u8> = (1..=255).collect();
+        assert_eq!(to_be_bytes(&from_be_bytes(&bytes, 76), 255), bytes);
     }
 
     /// The fast verifier and jwt-simple's must agree on every signature: originals of both test
