@@ -214,6 +214,10 @@ pub enum Body {
     Whole(String),
     /// Several chunks, delivered one callback each.
     Chunks(Vec<String>),
+    /// Raw byte chunks (not UTF-8 text): built by programs such as the CRS runner, never read
+    /// from a fixture file.
+    #[serde(skip)]
+    Bytes(Vec<Vec<u8>>),
 }
 
 impl Body {
@@ -223,6 +227,17 @@ impl Body {
             Body::Empty => Vec::new(),
             Body::Whole(text) => [text.as_str()].into_iter().filter(|c| !c.is_empty()).collect(),
             Body::Chunks(chunks) => chunks.iter().map(String::as_str).filter(|c| !c.is_empty()).collect(),
+            Body::Bytes(chunks) => {
+                chunks.iter().filter_map(|c| std::str::from_utf8(c).ok()).filter(|c| !c.is_empty()).collect()
+            }
+        }
+    }
+
+    /// The chunks as bytes, without empty ones (the only complete view of a `Bytes` body).
+    pub fn byte_chunks(&self) -> Vec<&[u8]> {
+        match self {
+            Body::Bytes(chunks) => chunks.iter().map(Vec::as_slice).filter(|c| !c.is_empty()).collect(),
+            other => other.chunks().into_iter().map(str::as_bytes).collect(),
         }
     }
 }

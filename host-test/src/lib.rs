@@ -7,11 +7,13 @@
 
 pub mod abi;
 pub mod bench;
+pub mod crs;
 pub mod envoy;
 pub mod expect;
 pub mod fixture;
 pub mod host;
 mod hostcalls;
+pub mod merge;
 pub mod properties;
 pub mod replay;
 pub mod report;

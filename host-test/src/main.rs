@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use host_test::{DEFAULT_MODULE_PATH, Host, bench, fixture, replay, report};
+use host_test::{DEFAULT_MODULE_PATH, Host, bench, crs, fixture, replay, report};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +39,10 @@ enum Command {
         /// Also print a table of results per fixture file.
         #[arg(long)]
         table: bool,
+        /// Replay only the chains of wasm-shield filters, each merged into one module of this
+        /// name (its stages in chain order): `shield` must behave exactly as the chain.
+        #[arg(long, value_name = "MODULE")]
+        as_shield: Option<String>,
     },
     /// Replays fixtures through a real Envoy as well, and checks that it agrees with the harness.
     Envoy {
@@ -54,6 +58,55 @@ enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Run only the chains of wasm-shield filters, each merged into one module of this name
+        /// (as `replay --as-shield`).
+        #[arg(long, value_name = "MODULE")]
+        as_shield: Option<String>,
+    },
+    /// Runs CRS's go-ftw regression tests through the WAF module (and, with --envoy, real Envoy).
+    Crs {
+        /// The go-ftw tests directory (default: $CRS_DIR/tests/regression/tests, CRS_DIR
+        /// defaulting to ../shared/crs).
+        #[arg(long)]
+        tests: Option<PathBuf>,
+        /// The WAF module: a name in the module path, or a .wasm file.
+        #[arg(long, default_value = "waf-crs")]
+        module: String,
+        /// The plugin configuration as JSON (or @FILE); default: CRS's test setup (paranoia
+        /// level 4, detect mode, CRS's test tx settings).
+        #[arg(long)]
+        config: Option<String>,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Only these rule families (942), rule IDs (942100) or test titles (942100-3).
+        #[arg(long, num_args = 1..)]
+        only: Vec<String>,
+        /// Also run every test through real Envoy and compare.
+        #[arg(long = "envoy")]
+        through_envoy: bool,
+        /// The Envoy binary for --envoy.
+        #[arg(long, env = "ENVOY_BIN", default_value = ".venv/bin/envoy")]
+        envoy_bin: PathBuf,
+        /// Envoys run in parallel for --envoy.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// The reviewed deviations file (default: filters/waf/crs-deviations.yaml if present).
+        #[arg(long)]
+        deviations: Option<PathBuf>,
+        /// Fail when fewer than this percentage of the selected request-side tests pass.
+        #[arg(long)]
+        min_pass_rate: Option<f64>,
+        /// The same for the Envoy run (default: --min-pass-rate).
+        #[arg(long)]
+        min_envoy_pass_rate: Option<f64>,
+        /// Failures not in the deviations file that do not fail the run (each is still listed);
+        /// a CI gate against regressions while an engine gap is open.
+        #[arg(long, default_value_t = 0)]
+        max_unexplained: usize,
+        /// Print only the tables and the failures.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Measures requests/s and ns/request through the chain of a fixture case.
     Bench {
@@ -88,7 +141,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Replay { paths, json, junit, quiet, table } => {
+        Command::Replay { paths, json, junit, quiet, table, as_shield } => {
             let files = match fixture::discover(&paths) {
                 Ok(files) => files,
                 Err(error) => {
@@ -96,7 +149,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let results = replay::run_files(&mut host, &files);
+            let results = match &as_shield {
+                None => replay::run_files(&mut host, &files),
+                Some(module) => {
+                    let (results, not_chains) = replay::run_files_as_shield(&mut host, &files, module);
+                    println!("{} chain cases replayed as {module} ({not_chains} other cases not run)", results.len());
+                    results
+                }
+            };
             let text = report::text(&results);
             for line in text.lines() {
                 if !quiet || !line.starts_with("PASS ") {
@@ -124,7 +184,7 @@ fn main() -> ExitCode {
             }
             if results.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Command::Envoy { paths, envoy, min_coverage, json } => {
+        Command::Envoy { paths, envoy, min_coverage, json, as_shield } => {
             let files = match fixture::discover(&paths) {
                 Ok(files) => files,
                 Err(error) => {
@@ -132,7 +192,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let results = host_test::envoy::run_files(&mut host, &files, &envoy);
+            let results = match &as_shield {
+                None => host_test::envoy::run_files(&mut host, &files, &envoy),
+                Some(module) => host_test::envoy::run_files_as_shield(&mut host, &files, &envoy, module),
+            };
             print!("{}", host_test::envoy::report(&results, min_coverage));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&results).unwrap_or_default();
@@ -142,6 +205,37 @@ fn main() -> ExitCode {
                 }
             }
             if host_test::envoy::succeeded(&results, min_coverage) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Command::Crs {
+            tests,
+            module,
+            config,
+            json,
+            only,
+            through_envoy,
+            envoy_bin,
+            jobs,
+            deviations,
+            min_pass_rate,
+            min_envoy_pass_rate,
+            max_unexplained,
+            quiet,
+        } => {
+            let args = crs::command::Args {
+                tests,
+                module,
+                config,
+                json,
+                only,
+                envoy: through_envoy.then_some(envoy_bin),
+                jobs,
+                deviations,
+                min_pass_rate,
+                min_envoy_pass_rate,
+                max_unexplained,
+                quiet,
+            };
+            ExitCode::from(crs::command::run(&mut host, args))
         }
         Command::Bench { file, case, requests, warmup, json } => {
             match bench::run(&mut host, &file, case.as_deref(), requests, warmup) {

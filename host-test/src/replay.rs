@@ -131,6 +131,27 @@ pub fn run_files(host: &mut Host, files: &[std::path::PathBuf]) -> Vec<CaseResul
     results
 }
 
+/// Replays the chain cases of `files` with each chain merged into one `module` (`shield`), see
+/// [`crate::merge`]; also returns how many cases were not chains of shield stages (not run).
+pub fn run_files_as_shield(host: &mut Host, files: &[std::path::PathBuf], module: &str) -> (Vec<CaseResult>, usize) {
+    let mut results = Vec::new();
+    let mut not_chains = 0;
+    for file in files {
+        match crate::fixture::load_file(file) {
+            Ok(cases) => {
+                for case in cases {
+                    match crate::merge::into_shield(case, module) {
+                        Ok(merged) => results.push(run_case(host, &merged)),
+                        Err(_) => not_chains += 1,
+                    }
+                }
+            }
+            Err(error) => results.push(load_failure(file, error)),
+        }
+    }
+    (results, not_chains)
+}
+
 fn load_failure(file: &Path, error: String) -> CaseResult {
     CaseResult {
         file: file.display().to_string(),

@@ -530,7 +530,7 @@ impl Runner {
         for (name, value) in bytes_pairs(&request.headers) {
             add_client_header(&mut headers, name, value);
         }
-        let chunks = request.body.chunks();
+        let chunks = request.body.byte_chunks();
         let body_length: usize = chunks.iter().map(|c| c.len()).sum();
         let framed = headers.iter().any(|(k, _)| k == b"content-length" || k == b"transfer-encoding");
         // A chunked request's transfer-encoding never reaches the filters' map in Envoy.
@@ -586,7 +586,7 @@ impl Runner {
             }
         }
 
-        let chunks: Vec<Vec<u8>> = request.body.chunks().iter().map(|c| c.as_bytes().to_vec()).collect();
+        let chunks: Vec<Vec<u8>> = request.body.byte_chunks().iter().map(|c| c.to_vec()).collect();
         let trailers = bytes_pairs(&request.trailers);
         // Envoy's HTTP/1 codec ends a body with an empty data frame; HTTP/2 ends it on the last one.
         self.decode(0, Frame::Headers { end_of_stream: chunks.is_empty() && trailers.is_empty() });

@@ -3,17 +3,14 @@
 //! optionally removes internal response headers before they reach the client.
 //!
 //! The pure core ([`config`], [`cidr`], [`rules`], [`audit`]) decides everything and is unit
-//! tested natively; [`shell`] only moves bytes between Envoy and the core.
+//! tested natively; [`stage`] is the filter's glue as a `shield_kit` stage (the module runs it with
+//! `shield_kit::pipeline`, alone or inside `shield`).
 
 pub mod audit;
 pub mod cidr;
 pub mod config;
 pub mod rules;
-pub mod shell;
+pub mod stage;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(shell::HeaderStripRoot::default())
-    });
-}}
+#[cfg(all(feature = "module", target_arch = "wasm32"))]
+shield_kit::standalone_module!(stage::build);

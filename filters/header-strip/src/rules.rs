@@ -56,12 +56,13 @@ impl StripRules {
 
     /// The headers of `headers` to remove; `keep_values` records the removed values for the
     /// audit line.
-    pub fn plan(&self, headers: &[(String, Vec<u8>)], keep_values: bool) -> Stripped {
+    pub fn plan<N: AsRef<str>, V: AsRef<[u8]>>(&self, headers: &[(N, V)], keep_values: bool) -> Stripped {
         let mut stripped = Stripped::default();
         if self.is_empty() {
             return stripped;
         }
         for (name, value) in headers {
+            let (name, value) = (name.as_ref(), value.as_ref());
             if !self.matches(name) {
                 continue;
             }
@@ -70,7 +71,7 @@ impl StripRules {
             let name = name.to_ascii_lowercase();
             stripped.occurrences += 1;
             if keep_values {
-                stripped.values.push((name.clone(), value.clone()));
+                stripped.values.push((name.clone(), value.to_vec()));
             }
             if !stripped.names.contains(&name) {
                 stripped.names.push(name);

@@ -1,16 +1,16 @@
 //! The per-request decision: which rule applies, which tokens satisfy it, what to write to the
 //! upstream request, or why to refuse. Pure: headers and the clock come in, a [`Decision`]
-//! comes out; the shell performs it.
+//! comes out; the stage performs it.
 
 use crate::cache::{TokenCache, Verified};
 use crate::config::{KeySource, Policy, Requirement};
-use crate::header_map::Header;
 use crate::jwks::KeySet;
 use crate::matcher::path_without_query;
 use crate::reason::Failure;
 use crate::remote::RemoteState;
 use crate::token::{self, Found, Source};
 use crate::verify::{audience_allowed, verify};
+use shield_kit::headers::Header;
 use std::rc::Rc;
 
 /// The keys of one provider.
@@ -81,7 +81,7 @@ pub enum Pass {
     FailOpen,
 }
 
-/// What the shell writes before letting the request through.
+/// What the stage writes before letting the request through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allow {
     /// Why it passes.
@@ -244,7 +244,7 @@ impl Authenticator {
             verified.push(success.verified);
         }
         // Output headers a client sent and no verified token sets: removed. Those a token sets
-        // are replaced (every occurrence) by the shell.
+        // are replaced (every occurrence) by the stage.
         for name in &self.policy.output_headers {
             if !view.has_header(name) || remove.contains(name) {
                 continue;

@@ -8,15 +8,14 @@
 //! The pure core ([`config`], [`jwks`], [`token`], [`verify`], [`claims`], [`cache`],
 //! [`decision`], [`remote`], [`reply`], [`rsa_pkcs1`], [`montgomery`]) decides everything and is
 //! unit tested natively;
-//! [`shell`] (with [`host`], the raw host calls) only moves bytes between Envoy and the core.
+//! [`stage`] is the glue: the filter as a `shield_kit` stage (the module runs it alone or inside
+//! `shield`).
 
 pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod decision;
 pub mod duration;
-pub mod header_map;
-pub mod host;
 pub mod jwks;
 pub mod matcher;
 pub mod montgomery;
@@ -24,13 +23,9 @@ pub mod reason;
 pub mod remote;
 pub mod reply;
 pub mod rsa_pkcs1;
-pub mod shell;
+pub mod stage;
 pub mod token;
 pub mod verify;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(shell::JwtAuthRoot::default())
-    });
-}}
+#[cfg(all(feature = "module", target_arch = "wasm32"))]
+shield_kit::standalone_module!(stage::build);

@@ -65,7 +65,7 @@ fn push_escaped(out: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::header_map::Header;
+    use shield_kit::headers::Header;
 
     fn headers<'a>(path: &'a str, authority: &'a str) -> Vec<Header<'a>> {
         vec![(":authority", authority.as_bytes()), (":path", path.as_bytes()), (":scheme", b"https")]

@@ -1,12 +1,12 @@
 //! Finding a provider's token in a request (headers, query parameters, cookies) and decoding
 //! its header and payload (before any signature check: nothing here is trusted yet).
 
-use crate::header_map::Header;
 use crate::jwks::Algorithm;
 use crate::reason::Failure;
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use shield_kit::headers::Header;
 
 /// Longest token accepted, in bytes. Real tokens are a few kilobytes; the bound keeps base64
 /// and JSON work per request small.

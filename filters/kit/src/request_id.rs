@@ -6,8 +6,8 @@
 //! `on_log`, at stream end). Without `request-id` in the chain, log lines fall back to the
 //! `x-request-id` request header, escaped, since a client may have written it.
 
+use crate::abi::{self, Map};
 use crate::log_escape::escape_bare;
-use proxy_wasm::types::MapType;
 
 /// Property (filter state `wasm.wasm_shield.request_id` in Envoy) holding the request ID.
 pub const REQUEST_ID_PROPERTY: &str = "wasm_shield.request_id";
@@ -26,49 +26,10 @@ pub const UNKNOWN_REQUEST_ID: &str = "-";
 /// callbacks, e.g. once the request has gone upstream in a body callback, and the SDK's
 /// wrappers panic on that, which would kill the VM for the whole worker).
 pub fn request_id_for_log() -> String {
-    let from_property = read_property(REQUEST_ID_PROPERTY).filter(|value| !value.is_empty());
-    let value = from_property.or_else(|| read_request_header(DEFAULT_REQUEST_ID_HEADER));
+    let from_property = abi::property(REQUEST_ID_PROPERTY.as_bytes()).filter(|value| !value.is_empty());
+    let value =
+        from_property.or_else(|| abi::header_value(Map::RequestHeaders, DEFAULT_REQUEST_ID_HEADER).ok().flatten());
     format_for_log(value.as_deref())
-}
-
-/// A one-segment property, or `None` for any status but Ok.
-fn read_property(name: &str) -> Option<Vec<u8>> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the path is a live slice passed with its length; on Ok the host hands over a buffer
-    // it allocated through this module's allocator (`proxy_on_memory_allocate`), owned from now on.
-    let status = unsafe { proxy_get_property_status(name.as_ptr(), name.len(), &mut data, &mut size) };
-    take_host_buffer(status, data, size)
-}
-
-/// A request header's value, or `None` for any status but Ok.
-fn read_request_header(name: &str) -> Option<Vec<u8>> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: as in `read_property`.
-    let status = unsafe {
-        proxy_get_header_map_value_status(
-            MapType::HttpRequestHeaders as u32,
-            name.as_ptr(),
-            name.len(),
-            &mut data,
-            &mut size,
-        )
-    };
-    take_host_buffer(status, data, size)
-}
-
-/// Takes ownership of a buffer the host returned with status Ok.
-fn take_host_buffer(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
-    if status != 0 {
-        return None;
-    }
-    if data.is_null() {
-        return Some(Vec::new());
-    }
-    // SAFETY: the host allocated `size` bytes at `data` with this module's allocator and gave
-    // up ownership; this is how the SDK itself takes such buffers.
-    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// The log form of a request ID that may come from a client: escaped, bounded, `-` if missing.
@@ -79,52 +40,16 @@ pub fn format_for_log(value: Option<&[u8]>) -> String {
     }
 }
 
-#[link(wasm_import_module = "env")]
-unsafe extern "C" {
-    /// `proxy_get_property`, returning the host's status (see [`request_id_for_log`]).
-    #[link_name = "proxy_get_property"]
-    fn proxy_get_property_status(
-        path_data: *const u8,
-        path_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-    ) -> u32;
-
-    /// `proxy_get_header_map_value`, returning the host's status (see [`request_id_for_log`]).
-    #[link_name = "proxy_get_header_map_value"]
-    fn proxy_get_header_map_value_status(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-    ) -> u32;
-
-    /// The raw ABI call behind `proxy_wasm::hostcalls::set_property`. That wrapper panics on
-    /// any status but Ok, and Envoy answers BadArgument when the property was already set in
-    /// this stream (filter state created this way is read-only), e.g. by a second `request-id`
-    /// instance. A panic would kill the VM for every request on the worker, so the status is
-    /// returned instead.
-    #[link_name = "proxy_set_property"]
-    fn proxy_set_property_status(
-        path_data: *const u8,
-        path_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
-}
-
 /// Publishes `id` as [`REQUEST_ID_PROPERTY`] for later filters and log lines.
 ///
 /// Returns the host status code when the host refused (1 = not found, 2 = bad argument, e.g.
 /// already set in this stream).
 pub fn publish_request_id(id: &str) -> Result<(), u32> {
-    // A one-segment property path is just the name (segments are NUL-separated).
-    let path = REQUEST_ID_PROPERTY.as_bytes();
-    // SAFETY: both pointers come from live slices and are passed with their exact lengths; the
-    // host only reads them during the call.
-    let status = unsafe { proxy_set_property_status(path.as_ptr(), path.len(), id.as_ptr(), id.len()) };
-    if status == 0 { Ok(()) } else { Err(status) }
+    // A one-segment property path is just the name (segments are NUL-separated). Envoy answers
+    // BadArgument when the property was already set in this stream (such filter state is
+    // read-only), e.g. by a second `request-id` instance.
+    let status = abi::set_property(REQUEST_ID_PROPERTY.as_bytes(), id.as_bytes());
+    if status == abi::OK { Ok(()) } else { Err(status) }
 }
 
 #[cfg(test)]

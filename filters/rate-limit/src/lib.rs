@@ -3,9 +3,8 @@
 //!
 //! The pure core ([`config`], [`bucket`], [`address`], [`request`], [`matcher`], [`key`],
 //! [`store`], [`shared`], [`limiter`], [`response`]) decides everything and is unit tested
-//! natively; [`shell`] and [`abi`] only move bytes between Envoy and the core.
+//! natively; [`stage`] is the glue (the filter as a `shield_kit` stage, run alone or inside `shield`).
 
-pub mod abi;
 pub mod address;
 pub mod bucket;
 pub mod config;
@@ -15,12 +14,8 @@ pub mod matcher;
 pub mod request;
 pub mod response;
 pub mod shared;
-pub mod shell;
+pub mod stage;
 pub mod store;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(shell::RateLimitRoot::default())
-    });
-}}
+#[cfg(all(feature = "module", target_arch = "wasm32"))]
+shield_kit::standalone_module!(stage::build);

@@ -5,7 +5,7 @@ use crate::config::{IdFormat, Policy, TraceparentMode};
 use crate::id::{self, Rejection};
 use crate::traceparent::{self, TRACEPARENT, TRACESTATE};
 
-/// Where generated IDs get their randomness and time from (the host in the shell, fixed values
+/// Where generated IDs get their randomness and time from (the host in the stage, fixed values
 /// in tests).
 pub trait IdSource {
     /// 16 random bytes; called at most once per request.
@@ -48,7 +48,7 @@ pub enum TraceOutcome {
     },
 }
 
-/// Everything the shell has to do for one request.
+/// Everything the stage has to do for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The stream's request ID (validated or generated, so safe in headers and logs).
@@ -62,11 +62,12 @@ pub struct Plan {
 }
 
 /// Decides the request ID and trace context of a request with these `headers`.
-pub fn decide(policy: &Policy, headers: &[(String, Vec<u8>)], source: &mut impl IdSource) -> Plan {
+pub fn decide<N: AsRef<str>, V: AsRef<[u8]>>(policy: &Policy, headers: &[(N, V)], source: &mut impl IdSource) -> Plan {
     let mut id_values: Vec<&[u8]> = Vec::new();
     let mut trace_values: Vec<&[u8]> = Vec::new();
     let mut has_tracestate = false;
     for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
         if name.eq_ignore_ascii_case(&policy.header) {
             id_values.push(value);
         } else if name.eq_ignore_ascii_case(TRACEPARENT) {

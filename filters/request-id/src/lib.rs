@@ -5,7 +5,7 @@
 //! the W3C `traceparent` so traces line up with the same request.
 //!
 //! The pure core ([`config`], [`id`], [`traceparent`], [`decision`], [`audit`]) decides
-//! everything and is unit tested natively; [`shell`] only moves bytes between Envoy and the core,
+//! everything and is unit tested natively; [`stage`] only moves bytes between the stream and the core,
 //! drawing host randomness through [`entropy`].
 
 pub mod audit;
@@ -13,12 +13,8 @@ pub mod config;
 pub mod decision;
 pub mod entropy;
 pub mod id;
-pub mod shell;
+pub mod stage;
 pub mod traceparent;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(shell::RequestIdRoot::default())
-    });
-}}
+#[cfg(all(feature = "module", target_arch = "wasm32"))]
+shield_kit::standalone_module!(stage::build);

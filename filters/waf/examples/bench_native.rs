@@ -23,13 +23,14 @@ fn main() {
     .iter()
     .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
     .collect();
-    let head = RequestHead { headers: &headers, protocol: b"", remote_addr: b"" };
+    let head = RequestHead { headers: &headers, protocol: b"HTTP/1.1", remote_addr: b"127.0.0.1" };
     let rounds: u32 = std::env::var("WAF_ROUNDS").ok().and_then(|value| value.parse().ok()).unwrap_or(20_000);
     let started = Instant::now();
     for _ in 0..rounds {
         match policy.inspect_headers(&head, true) {
             HeadersOutcome::Done(Verdict::Allow) => {}
-            _ => panic!("benign request did not pass"),
+            HeadersOutcome::Done(other) => panic!("benign request did not pass: {other:?}"),
+            HeadersOutcome::ReadBody(_) => panic!("benign request did not pass: a body was expected"),
         }
     }
     println!("benign GET: {:?} per request", started.elapsed() / rounds);

@@ -26,16 +26,19 @@ pub fn decision_line(request_id: &str, report: &Report, status: Option<u16>) -> 
         line.push_str(&format!(" status={status}"));
     }
     line.push_str(&format!(" score={} threshold={} rules=", report.score, report.threshold));
-    for (index, id) in report.rule_ids().take(MAX_LISTED_RULES).enumerate() {
+    // Only the rules that log (`nolog` ones, e.g. CRS's bookkeeping, count in the metrics only).
+    let logged = report.matches.iter().filter(|matched| matched.log);
+    for (index, matched) in logged.clone().take(MAX_LISTED_RULES).enumerate() {
         if index > 0 {
             line.push(',');
         }
-        line.push_str(&id.to_string());
+        line.push_str(&matched.rule_id.to_string());
     }
-    if report.matches.len() > MAX_LISTED_RULES {
-        line.push_str(&format!(",...(+{})", report.matches.len() - MAX_LISTED_RULES));
+    let logged_count = logged.clone().count();
+    if logged_count > MAX_LISTED_RULES {
+        line.push_str(&format!(",...(+{})", logged_count - MAX_LISTED_RULES));
     }
-    if let Some(first) = report.matches.first() {
+    if let Some(first) = report.matches.iter().find(|matched| matched.log) {
         let target = if first.target.is_empty() { "-" } else { first.target.as_str() };
         let value = first.value.get(..MAX_LOGGED_VALUE_BYTES).unwrap_or(&first.value);
         line.push_str(&format!(" target={} value={}", escape_bare(target.as_bytes()), escape_quoted(value)));
@@ -69,8 +72,15 @@ mod tests {
             threshold: 5,
             over_threshold: over,
             matches: vec![
-                RuleMatch { rule_id: 107100, target: "ARGS_GET:q".into(), value: b"1' or 1=1\n--".to_vec(), msg: None },
-                RuleMatch { rule_id: 107130, target: "ARGS_GET:q".into(), value: b"x".to_vec(), msg: None },
+                RuleMatch { rule_id: 901200, target: String::new(), value: Vec::new(), msg: None, log: false },
+                RuleMatch {
+                    rule_id: 107100,
+                    target: "ARGS_GET:q".into(),
+                    value: b"1' or 1=1\n--".to_vec(),
+                    msg: None,
+                    log: true,
+                },
+                RuleMatch { rule_id: 107130, target: "ARGS_GET:q".into(), value: b"x".to_vec(), msg: None, log: true },
             ],
         }
     }
@@ -86,6 +96,23 @@ mod tests {
     }
 
     #[test]
+    fn many_logged_rules_are_summarised_and_nolog_ones_left_out() {
+        let mut many = report(true);
+        for id in 0..80 {
+            many.matches.push(RuleMatch {
+                rule_id: id,
+                target: "A".into(),
+                value: Vec::new(),
+                msg: None,
+                log: id % 2 == 0,
+            });
+        }
+        let line = decision_line("-", &many, None);
+        assert!(line.contains(",...(+10)"), "{line}");
+        assert!(!line.contains("901200"), "{line}");
+    }
+
+    #[test]
     fn outcomes() {
         assert!(decision_line("-", &report(true), None).contains("outcome=detected"));
         assert!(decision_line("-", &report(false), None).contains("outcome=below_threshold"));
@@ -94,7 +121,7 @@ mod tests {
     #[test]
     fn long_values_are_cut() {
         let mut long = report(true);
-        long.matches[0].value = vec![b'a'; 5000];
+        long.matches[1].value = vec![b'a'; 5000];
         let line = decision_line("-", &long, None);
         assert!(line.len() < 600, "{}", line.len());
     }

@@ -2,12 +2,14 @@
 //! rules, body limits and per-route overrides, parsed and compiled once into a [`Policy`].
 
 use crate::builtin;
+use crate::crs;
 use crate::engine::{Exclusions, Ruleset};
 use crate::native::{self, NativeRule};
 use crate::rule::{IdRange, RuleItem, RuleSelector, exclusion_from_text};
+use crate::seclang::{Issue, Loader};
 use serde::Deserialize;
 use shield_kit::config::{ConfigError, parse_json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Default body buffering limit: 128 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 128 * 1024;
@@ -149,6 +151,68 @@ pub struct RouteConfig {
     pub disabled_targets: Vec<DisabledTarget>,
 }
 
+/// Which rule set runs before the custom rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSetChoice {
+    /// The compact built-in groups (`builtin_groups`).
+    Builtin,
+    /// OWASP CRS (modules built with the `crs` feature: `waf-crs.wasm`).
+    Crs,
+    /// Only the custom rules (`rules`, `seclang`).
+    None,
+}
+
+impl RuleSetChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Crs => "crs",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A CRS setup value (`tx.NAME`): text or a number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum SetupValue {
+    Number(i64),
+    Text(String),
+}
+
+impl SetupValue {
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Number(number) => number.to_string().into_bytes(),
+            Self::Text(text) => text.clone().into_bytes(),
+        }
+    }
+}
+
+/// `tx` variables with a dedicated configuration field (so a route can override them).
+const DEDICATED_SETUP_VARIABLES: &[(&str, &str)] = &[
+    ("blocking_paranoia_level", "paranoia_level"),
+    ("paranoia_level", "paranoia_level"),
+    ("detection_paranoia_level", "crs.detection_paranoia_level"),
+    ("inbound_anomaly_score_threshold", "inbound_threshold"),
+];
+
+/// OWASP CRS settings (used when `ruleset` is `crs`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrsConfig {
+    /// `tx.detection_paranoia_level`: rules up to this level run and log without adding to the
+    /// blocking score (default: `paranoia_level`).
+    pub detection_paranoia_level: Option<Paranoia>,
+    /// CRS setup variables, `tx.NAME` → value, applied like crs-setup.conf's 900xxx `SecAction`s
+    /// before REQUEST-901 (which fills in the defaults of everything left unset).
+    pub setup: BTreeMap<String, SetupValue>,
+    /// SecLang loaded after crs-setup.conf and before the CRS rules, as CRS's
+    /// REQUEST-900-EXCLUSION-RULES-BEFORE-CRS: runtime exclusions (`ctl:ruleRemove…`).
+    pub before_rules: String,
+}
+
 /// The configuration document (every field documented in the crate README).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -165,6 +229,12 @@ pub struct Config {
     pub data_files: HashMap<String, Vec<String>>,
     pub body: BodyConfig,
     pub routes: Vec<RouteConfig>,
+    /// `builtin`, `crs` or `none`; default `crs` in a CRS build unless `builtin_groups` is
+    /// given, `builtin` otherwise.
+    pub ruleset: Option<RuleSetChoice>,
+    pub crs: CrsConfig,
+    /// SecLang loaded after the rule set: rules, `SecRuleRemoveById`, `SecRuleUpdateTargetById`, …
+    pub seclang: String,
 }
 
 impl Default for Config {
@@ -179,6 +249,9 @@ impl Default for Config {
             data_files: HashMap::new(),
             body: BodyConfig::default(),
             routes: Vec::new(),
+            ruleset: None,
+            crs: CrsConfig::default(),
+            seclang: String::new(),
         }
     }
 }
@@ -211,6 +284,14 @@ pub struct Policy {
     pub threshold: i64,
     pub block_status: u16,
     pub body: BodyConfig,
+    /// The rule set that runs before the custom rules.
+    pub rule_set: RuleSetChoice,
+    /// `tx` variables every request starts with (CRS setup; empty without CRS).
+    pub(crate) preset_tx: Vec<(String, Vec<u8>)>,
+    /// `crs.detection_paranoia_level`.
+    pub(crate) detection_paranoia: Option<u8>,
+    /// SecLang features accepted without effect (for the start-up log).
+    pub ignored: Vec<Issue>,
     routes: Vec<Route>,
 }
 
@@ -225,15 +306,68 @@ impl Policy {
         if config.body.limit == 0 || config.body.limit > MAX_BODY_LIMIT {
             return Err(ConfigError::new("body.limit", format!("must be 1 to {MAX_BODY_LIMIT} bytes")));
         }
-        let mut items: Vec<RuleItem> = builtin::items(config.builtin_groups.as_deref())?;
-        items.extend(native::to_items(&config.rules, "rules", &config.data_files)?);
+        let rule_set = match config.ruleset {
+            Some(choice) => choice,
+            None if config.builtin_groups.is_some() || !crs::available() => RuleSetChoice::Builtin,
+            None => RuleSetChoice::Crs,
+        };
+        if rule_set == RuleSetChoice::Crs && !crs::available() {
+            return Err(ConfigError::new("ruleset", "this module was built without CRS (use waf-crs.wasm)"));
+        }
+        if rule_set != RuleSetChoice::Builtin && config.builtin_groups.is_some() {
+            return Err(ConfigError::new("builtin_groups", "only with `ruleset: builtin`"));
+        }
+        let mut items: Vec<RuleItem> = match rule_set {
+            RuleSetChoice::Builtin => builtin::items(config.builtin_groups.as_deref())?,
+            RuleSetChoice::Crs | RuleSetChoice::None => Vec::new(),
+        };
+        let mut data_files = if rule_set == RuleSetChoice::Crs { crs::data_files() } else { HashMap::new() };
+        data_files.extend(config.data_files.iter().map(|(name, lines)| (name.clone(), lines.clone())));
+        let mut loader = Loader::new(&data_files);
+        if rule_set == RuleSetChoice::Crs {
+            crs::load_into(&mut loader, "crs.before_rules", &config.crs.before_rules);
+        } else if !config.crs.before_rules.trim().is_empty() {
+            return Err(ConfigError::new("crs.before_rules", "only with `ruleset: crs`"));
+        }
+        let seclang_start = loader.item_count();
+        if !config.seclang.trim().is_empty() {
+            loader.load("seclang", &config.seclang);
+        }
+        let loaded = loader.finish();
+        if let Some(issue) = loaded.issues.first() {
+            let field = match issue.source.as_str() {
+                "seclang" => "seclang",
+                "crs.before_rules" => "crs.before_rules",
+                _ => "ruleset",
+            };
+            let more = match loaded.issues.len() {
+                1 => String::new(),
+                count => format!(" (and {} more)", count - 1),
+            };
+            return Err(ConfigError::new(field, format!("{issue}{more}")));
+        }
+        let seclang_ids: Vec<u32> = loaded
+            .items
+            .iter()
+            .skip(seclang_start)
+            .filter_map(|item| match item {
+                RuleItem::Rule(rule) => Some(rule.id),
+                RuleItem::Marker(_) => None,
+            })
+            .collect();
+        items.extend(loaded.items.iter().cloned());
+        items.extend(native::to_items(&config.rules, "rules", &data_files)?);
+        loaded.apply_exclusions(&mut items);
         let ruleset = Ruleset::compile(items).map_err(|error| {
             let field = match config.rules.iter().rposition(|rule| rule.id == Some(error.rule_id)) {
                 Some(index) => format!("rules[{index}].{}", error.field),
+                None if seclang_ids.contains(&error.rule_id) => "seclang".to_owned(),
+                None if rule_set == RuleSetChoice::Crs => "ruleset".to_owned(),
                 None => "rules".to_owned(),
             };
             ConfigError::new(field, error.to_string())
         })?;
+        let preset_tx = if rule_set == RuleSetChoice::Crs { setup_variables(&config.crs)? } else { Vec::new() };
         let mut routes = Vec::with_capacity(config.routes.len());
         for (index, route) in config.routes.iter().enumerate() {
             routes.push(compile_route(route, index)?);
@@ -247,8 +381,27 @@ impl Policy {
             threshold: config.inbound_threshold.0,
             block_status: config.block_status.0,
             body: config.body,
+            rule_set,
+            preset_tx,
+            detection_paranoia: config.crs.detection_paranoia_level.map(|level| level.0),
+            ignored: loaded.ignored,
             routes,
         })
+    }
+
+    /// The `tx` collection a request starts with: the CRS setup variables, the paranoia levels
+    /// and the inbound threshold in force for it (empty without CRS).
+    pub(crate) fn initial_tx(&self, settings: &Settings) -> HashMap<String, Vec<u8>> {
+        if self.rule_set != RuleSetChoice::Crs {
+            return HashMap::new();
+        }
+        let mut tx: HashMap<String, Vec<u8>> = self.preset_tx.iter().cloned().collect();
+        let paranoia = settings.paranoia;
+        let detection = self.detection_paranoia.unwrap_or(paranoia).max(paranoia);
+        tx.insert("blocking_paranoia_level".into(), paranoia.to_string().into_bytes());
+        tx.insert("detection_paranoia_level".into(), detection.to_string().into_bytes());
+        tx.insert("inbound_anomaly_score_threshold".into(), settings.threshold.to_string().into_bytes());
+        tx
     }
 
     /// The settings for a request to `path` (query ignored).
@@ -262,6 +415,24 @@ impl Policy {
             exclusions: route.map(|route| route.exclusions.clone()).unwrap_or_default(),
         }
     }
+}
+
+/// The CRS setup variables as `tx` entries, names checked.
+fn setup_variables(crs: &CrsConfig) -> Result<Vec<(String, Vec<u8>)>, ConfigError> {
+    let mut variables = Vec::with_capacity(crs.setup.len());
+    for (name, value) in &crs.setup {
+        let field = format!("crs.setup.{name}");
+        let lower = name.to_ascii_lowercase();
+        let lower = lower.strip_prefix("tx.").unwrap_or(&lower).to_owned();
+        if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(ConfigError::new(field, "a tx variable name: letters, digits, `_` and `-`"));
+        }
+        if let Some((_, dedicated)) = DEDICATED_SETUP_VARIABLES.iter().find(|(variable, _)| *variable == lower) {
+            return Err(ConfigError::new(field, format!("set it with the `{dedicated}` field")));
+        }
+        variables.push((lower, value.to_bytes()));
+    }
+    Ok(variables)
 }
 
 fn compile_route(route: &RouteConfig, index: usize) -> Result<Route, ConfigError> {
@@ -360,8 +531,9 @@ mod tests {
 
     #[test]
     fn custom_rule_clashing_with_builtin_id_is_refused() {
-        let id = Policy::from_json(b"{}").unwrap().ruleset.rule_ids().next().unwrap();
-        let json = format!(r#"{{"rules": [{{"id": {id}, "targets": ["ARGS"], "operator": "@rx a"}}]}}"#);
+        let id = Policy::from_json(br#"{"ruleset": "builtin"}"#).unwrap().ruleset.rule_ids().next().unwrap();
+        let json =
+            format!(r#"{{"ruleset": "builtin", "rules": [{{"id": {id}, "targets": ["ARGS"], "operator": "@rx a"}}]}}"#);
         let error = Policy::from_json(json.as_bytes()).unwrap_err();
         assert!(error.message().contains("duplicate rule ID"), "{error}");
     }

@@ -6,19 +6,21 @@
 //! the set of patterns that matched is cached, so the tenth `@rx` rule over `ARGS` with the same
 //! transformations costs a lookup, not a scan.
 
+use crate::automaton::Automaton;
 use crate::body::{self, BodyProcessor};
 use crate::macros::{MacroVariable, Template};
 use crate::operator::{self, OperatorKind, OperatorSpec};
 use crate::request::{Collections, Source, SourceSet};
 use crate::rule::{
-    Ctl, Disruptive, Exclusion, KeySelector, Phase, Rule, RuleItem, RuleSelector, SetOperation, SetVar, Target,
-    Variable, error_summary,
+    Ctl, Disruptive, Exclusion, ForcedBodyProcessor, KeySelector, Phase, Rule, RuleItem, RuleSelector, SetOperation,
+    SetVar, Target, Variable, error_summary,
 };
 use crate::transform::{Pipeline, Transform, apply_pipeline};
-use regex_automata::meta::{Config as MetaConfig, Regex};
+use regex_automata::meta::Regex;
 use regex_automata::util::syntax::Config as SyntaxConfig;
-use regex_automata::{Input, MatchKind, PatternSet};
+use regex_automata::{Input, PatternSet};
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -29,9 +31,6 @@ const DYNAMIC_CLASS: usize = 3;
 
 /// Longest matched value kept for the audit line (the log escapes and truncates it again).
 const MAX_RECORDED_VALUE: usize = 256;
-
-/// Lazy DFA cache per automaton: bounded so many groups stay within the VM's memory budget.
-const HYBRID_CACHE_CAPACITY: usize = 512 * 1024;
 
 /// How patterns are read: bytes, not UTF-8 (a request may hold any byte), ASCII classes and
 /// case folding, as PCRE without UTF mode does for ModSecurity.
@@ -53,35 +52,50 @@ impl fmt::Display for CompileError {
     }
 }
 
-/// Checks a pattern compiles alone (used by configuration parsers to name the field).
+/// Checks a pattern alone (used by configuration parsers to name the field; the automaton
+/// build reports what parsing cannot, such as size limits).
 pub fn check_pattern(pattern: &str) -> Result<(), String> {
-    Regex::builder()
-        .syntax(regex_syntax())
-        .configure(MetaConfig::new().match_kind(MatchKind::All))
-        .build(pattern)
+    regex_automata::util::syntax::parse_with(pattern, &regex_syntax())
         .map(|_| ())
         .map_err(|error| format!("invalid regex: {}", error_summary(&error.to_string())))
+}
+
+/// A standalone regex for `capture`, built the first time its rule matches: most capturing
+/// rules never match, and compiling hundreds of CRS patterns twice would double start-up.
+#[derive(Debug)]
+struct CaptureRegex {
+    pattern: String,
+    regex: OnceCell<Option<Regex>>,
+}
+
+impl CaptureRegex {
+    fn get(&self) -> Option<&Regex> {
+        self.regex.get_or_init(|| Regex::builder().syntax(regex_syntax()).build(&self.pattern).ok()).as_ref()
+    }
 }
 
 /// A compiled operator.
 #[derive(Debug)]
 enum Operator {
-    /// Global regex ID, the group per value class, and a standalone regex when the rule
-    /// captures.
+    /// Global regex ID and a standalone regex when the rule captures.
     Rx {
         id: u32,
-        groups: [Option<u32>; CLASS_COUNT],
-        capture: Option<Box<Regex>>,
+        capture: Option<Box<CaptureRegex>>,
     },
     Other(Box<OperatorKind>),
 }
+
+/// The automaton group per value class of one pipeline (`@rx` only).
+type Groups = [Option<u32>; CLASS_COUNT];
 
 /// One link of a rule chain.
 #[derive(Debug)]
 struct Link {
     targets: Vec<Target>,
     exclusions: Vec<Exclusion>,
-    pipeline: u16,
+    /// The pipelines the operator runs after, with their automaton groups: one, or with
+    /// `multiMatch` the value before and after each transformation (first match wins).
+    pipelines: Vec<(u16, Groups)>,
     operator: Operator,
     negated: bool,
     capture: bool,
@@ -114,7 +128,7 @@ enum Item {
 /// Every `@rx` of one pipeline and value class as one automaton.
 #[derive(Debug)]
 struct RxGroup {
-    regex: Regex,
+    regex: Automaton,
     /// Pattern index in the automaton → global regex ID.
     ids: Vec<u32>,
     /// The pipeline its values are transformed with.
@@ -214,12 +228,17 @@ impl Ruleset {
         self.groups.len()
     }
 
+    /// Automata searched by the PikeVM alone (their NFA is too large for the lazy DFA's cache).
+    pub fn automata_without_dfa(&self) -> usize {
+        self.groups.iter().filter(|group| !group.regex.has_dfa()).count()
+    }
+
     /// Number of distinct transformation pipelines.
     pub fn pipeline_count(&self) -> usize {
         self.pipelines.len()
     }
 
-    /// Whether a rule reads `REMOTE_ADDR` (the shell reads the source address only then).
+    /// Whether a rule reads `REMOTE_ADDR` (the stage reads the source address only then).
     pub fn uses_remote_addr(&self) -> bool {
         self.uses_remote_addr
     }
@@ -249,6 +268,8 @@ struct PendingGroup {
     class: usize,
     patterns: Vec<String>,
     ids: Vec<u32>,
+    /// The rule of each pattern (to name it when the group does not compile).
+    rule_ids: Vec<u32>,
     sources: Vec<(Source, Option<Vec<Vec<u8>>>)>,
 }
 
@@ -278,8 +299,8 @@ impl Builder {
         }
         drop(chain);
         let rx_gate = match links.first() {
-            Some(Link { operator: Operator::Rx { id, groups, .. }, negated: false, .. })
-                if groups.get(DYNAMIC_CLASS).is_some_and(Option::is_none) =>
+            Some(Link { operator: Operator::Rx { id, .. }, negated: false, pipelines, .. })
+                if pipelines.iter().all(|(_, groups)| groups.get(DYNAMIC_CLASS).is_some_and(Option::is_none)) =>
             {
                 Some(*id)
             }
@@ -289,7 +310,13 @@ impl Builder {
     }
 
     fn link(&mut self, id: u32, rule: Rule) -> Result<Link, CompileError> {
-        let pipeline = self.pipeline(rule.pipeline);
+        let mut pipeline_ids = Vec::new();
+        if rule.multi_match {
+            for length in 0..rule.pipeline.len() {
+                pipeline_ids.push(self.pipeline(rule.pipeline.get(..length).unwrap_or_default().to_vec()));
+            }
+        }
+        pipeline_ids.push(self.pipeline(rule.pipeline));
         let used = self.used_sources.get_or_insert_with(SourceSet::empty);
         let mut templates: Vec<&Template> = rule.operator.kind.template().into_iter().collect();
         for setvar in &rule.setvars {
@@ -318,9 +345,10 @@ impl Builder {
             }
         }
         let OperatorSpec { negated, kind } = rule.operator;
+        let mut pipelines: Vec<(u16, Groups)> =
+            pipeline_ids.iter().map(|&pipeline| (pipeline, [None; CLASS_COUNT])).collect();
         let operator = match kind {
             OperatorKind::Rx(pattern) => {
-                check_pattern(&pattern).map_err(|message| CompileError { rule_id: id, field: "operator", message })?;
                 let rx_id = self.next_rx;
                 self.next_rx += 1;
                 // The sources read per value class; counts and non-request variables are dynamic.
@@ -342,32 +370,24 @@ impl Builder {
                         _ => dynamic = true,
                     }
                 }
-                let mut groups = [None; CLASS_COUNT];
-                for (class, sources) in classes.iter().enumerate() {
-                    let used = if class == DYNAMIC_CLASS { dynamic } else { !sources.is_empty() };
-                    if used && let Some(slot) = groups.get_mut(class) {
-                        *slot = Some(self.add_pattern(pipeline, class, &pattern, rx_id, sources));
+                for (pipeline, groups) in &mut pipelines {
+                    for (class, sources) in classes.iter().enumerate() {
+                        let used = if class == DYNAMIC_CLASS { dynamic } else { !sources.is_empty() };
+                        if used && let Some(slot) = groups.get_mut(class) {
+                            *slot = Some(self.add_pattern(*pipeline, class, &pattern, rx_id, id, sources));
+                        }
                     }
                 }
-                let capture = if rule.capture {
-                    let regex =
-                        Regex::builder().syntax(regex_syntax()).build(&pattern).map_err(|error| CompileError {
-                            rule_id: id,
-                            field: "operator",
-                            message: format!("invalid regex: {}", error_summary(&error.to_string())),
-                        })?;
-                    Some(Box::new(regex))
-                } else {
-                    None
-                };
-                Operator::Rx { id: rx_id, groups, capture }
+                let capture =
+                    rule.capture.then(|| Box::new(CaptureRegex { pattern: pattern.clone(), regex: OnceCell::new() }));
+                Operator::Rx { id: rx_id, capture }
             }
             other => Operator::Other(Box::new(other)),
         };
         Ok(Link {
             targets: rule.targets,
             exclusions: rule.exclusions,
-            pipeline,
+            pipelines,
             operator,
             negated,
             capture: rule.capture,
@@ -393,8 +413,12 @@ impl Builder {
         class: usize,
         pattern: &str,
         rx_id: u32,
+        rule_id: u32,
         sources: &[(Source, Option<Vec<u8>>)],
     ) -> u32 {
+        // Request values of every class share one automaton per pipeline: a pattern read from
+        // arguments, headers and the URI is compiled once, not once per class.
+        let class = if class == DYNAMIC_CLASS { DYNAMIC_CLASS } else { 0 };
         let index =
             match self.group_patterns.iter().position(|group| group.pipeline == pipeline && group.class == class) {
                 Some(index) => index,
@@ -404,14 +428,18 @@ impl Builder {
                         class,
                         patterns: Vec::new(),
                         ids: Vec::new(),
+                        rule_ids: Vec::new(),
                         sources: Vec::new(),
                     });
                     self.group_patterns.len() - 1
                 }
             };
         if let Some(group) = self.group_patterns.get_mut(index) {
-            group.patterns.push(pattern.to_owned());
-            group.ids.push(rx_id);
+            if group.ids.last() != Some(&rx_id) {
+                group.patterns.push(pattern.to_owned());
+                group.ids.push(rx_id);
+                group.rule_ids.push(rule_id);
+            }
             for (source, key) in sources {
                 match group.sources.iter_mut().find(|(known, _)| known == source) {
                     None => group.sources.push((*source, key.clone().map(|key| vec![key]))),
@@ -432,27 +460,22 @@ impl Builder {
 
     fn build_groups(&mut self) -> Result<Vec<RxGroup>, CompileError> {
         let mut groups = Vec::with_capacity(self.group_patterns.len());
-        for PendingGroup { pipeline, patterns, ids, sources, .. } in std::mem::take(&mut self.group_patterns) {
-            let regex = Regex::builder()
-                .syntax(regex_syntax())
-                .configure(
-                    MetaConfig::new()
-                        .match_kind(MatchKind::All)
-                        .hybrid_cache_capacity(HYBRID_CACHE_CAPACITY)
-                        // Literal prefilters need SIMD to pay off; on wasm32 the lazy DFA alone
-                        // is faster.
-                        .auto_prefilter(false),
-                )
-                .build_many(&patterns)
-                .map_err(|error| CompileError {
-                    rule_id: 0,
+        for PendingGroup { pipeline, patterns, ids, rule_ids, sources, .. } in std::mem::take(&mut self.group_patterns)
+        {
+            let regex = Automaton::build(&patterns).map_err(|error| {
+                // Patterns are compiled once, as a group; only a failing group is taken
+                // apart to name the rule.
+                for (pattern, rule_id) in patterns.iter().zip(&rule_ids) {
+                    if let Err(message) = check_pattern(pattern) {
+                        return CompileError { rule_id: *rule_id, field: "operator", message };
+                    }
+                }
+                CompileError {
+                    rule_id: rule_ids.first().copied().unwrap_or(0),
                     field: "operator",
-                    message: format!(
-                        "regex group of {} patterns: {}",
-                        patterns.len(),
-                        error_summary(&error.to_string())
-                    ),
-                })?;
+                    message: format!("regex group of {} patterns: {}", patterns.len(), error_summary(&error)),
+                }
+            })?;
             groups.push(RxGroup { regex, ids, pipeline, sources });
         }
         Ok(groups)
@@ -468,6 +491,8 @@ pub struct RuleMatch {
     /// The transformed value the operator matched (bounded).
     pub value: Vec<u8>,
     pub msg: Option<String>,
+    /// The rule logs (`log`, the default); `nolog` matches are kept for the hit counters only.
+    pub log: bool,
 }
 
 /// Why evaluation stopped early.
@@ -534,6 +559,10 @@ pub struct Transaction {
     rx_seen: Vec<u64>,
     /// Entry IDs handed out when the last prescan ran (no new values: nothing to scan).
     prescanned: Option<u32>,
+    /// SecLang `DetectionOnly`: a `deny` is recorded but evaluation goes on.
+    detection_only: bool,
+    /// Set by `ctl:requestBodyProcessor`.
+    forced_processor: Option<ForcedBodyProcessor>,
 }
 
 impl Transaction {
@@ -551,7 +580,20 @@ impl Transaction {
             matched_vars: Vec::new(),
             rx_seen: Vec::new(),
             prescanned: None,
+            detection_only: false,
+            forced_processor: None,
         }
+    }
+
+    /// Detection only (SecLang `DetectionOnly`): a `deny` is recorded as the interruption but
+    /// the remaining rules still run, so every rule that would match is reported.
+    pub fn set_detection_only(&mut self, detection_only: bool) {
+        self.detection_only = detection_only;
+    }
+
+    /// The body processor a `ctl:requestBodyProcessor` chose, if one did.
+    pub fn forced_processor(&self) -> Option<ForcedBodyProcessor> {
+        self.forced_processor
     }
 
     /// Scans every request value each automaton's rules read (once per value and pipeline,
@@ -598,7 +640,7 @@ impl Transaction {
         &self.collections
     }
 
-    /// Rules that matched (and log), in order.
+    /// Rules that matched, in order (`log` tells the logged ones).
     pub fn matched(&self) -> &[RuleMatch] {
         &self.matched
     }
@@ -632,7 +674,7 @@ impl Transaction {
         self.prescan(ruleset);
         let mut index = 0;
         while let Some(item) = ruleset.items.get(index) {
-            if self.interruption.is_some() {
+            if self.interruption.is_some() && !self.detection_only {
                 return;
             }
             index += 1;
@@ -647,24 +689,20 @@ impl Transaction {
             }
             let Some(first_match) = self.evaluate_chain(ruleset, rule) else { continue };
             for link in &rule.links {
-                for setvar in &link.setvars {
-                    self.apply_setvar(setvar);
-                }
                 for ctl in &link.ctls {
                     self.apply_ctl(ctl);
                 }
             }
-            if rule.log {
-                self.matched.push(RuleMatch {
-                    rule_id: rule.id,
-                    target: first_match.0,
-                    value: first_match.1,
-                    msg: rule.msg.clone(),
-                });
-            }
+            let (target, mut value) = if rule.log { first_match } else { (String::new(), Vec::new()) };
+            value.truncate(MAX_RECORDED_VALUE);
+            self.matched.push(RuleMatch { rule_id: rule.id, target, value, msg: rule.msg.clone(), log: rule.log });
             if let Disruptive::Deny(status) = rule.disruptive {
-                self.interruption = Some(Interruption { rule_id: rule.id, status });
-                return;
+                if self.interruption.is_none() {
+                    self.interruption = Some(Interruption { rule_id: rule.id, status });
+                }
+                if !self.detection_only {
+                    return;
+                }
             }
             if let Some(marker) = rule.skip_after {
                 index = marker + 1;
@@ -681,10 +719,22 @@ impl Transaction {
     fn evaluate_chain(&mut self, ruleset: &Ruleset, rule: &CompiledRule) -> Option<(String, Vec<u8>)> {
         let mut first: Option<(String, Vec<u8>)> = None;
         for link in &rule.links {
-            let matches = self.evaluate_link(ruleset, rule, link);
+            let (matches, captures) = self.evaluate_link(ruleset, rule, link);
             if matches.is_empty() {
                 self.matched_vars.clear();
                 return None;
+            }
+            // As ModSecurity does: a link's captures and `setvar`s take effect per matched
+            // value as soon as the link matches (the next link may read them, and
+            // `setvar:tx.counter_%{MATCHED_VAR_NAME}=+1` counts every name), even when a later
+            // link of the chain then fails.
+            for (matched, captured) in matches.iter().zip(captures) {
+                for (key, value) in captured {
+                    self.tx.insert(key, value);
+                }
+                for setvar in &link.setvars {
+                    self.apply_setvar(setvar, std::slice::from_ref(matched));
+                }
             }
             if first.is_none() {
                 first = matches.first().cloned();
@@ -696,8 +746,17 @@ impl Transaction {
     }
 
     /// Every (name, transformed value) of `link`'s targets that the operator matched.
-    fn evaluate_link(&mut self, ruleset: &Ruleset, rule: &CompiledRule, link: &Link) -> Vec<(String, Vec<u8>)> {
+    /// Every (name, transformed value) of `link`'s targets that the operator matched, with each
+    /// match's captures (`TX:0`, `TX:1`… when the link captures).
+    #[allow(clippy::type_complexity)]
+    fn evaluate_link(
+        &mut self,
+        ruleset: &Ruleset,
+        rule: &CompiledRule,
+        link: &Link,
+    ) -> (Vec<(String, Vec<u8>)>, Vec<Vec<(String, Vec<u8>)>>) {
         let mut matches = Vec::new();
+        let mut match_captures: Vec<Vec<(String, Vec<u8>)>> = Vec::new();
         let dynamic = std::mem::take(&mut self.matched_vars);
         let pipeline_count = ruleset.pipelines.len().max(1);
         for target in &link.targets {
@@ -709,22 +768,22 @@ impl Transaction {
             };
             let context = Context { tx: &self.tx, collections: &self.collections, dynamic: &dynamic };
             let mut count = 0usize;
-            let mut record = |name: &[u8], value: Vec<u8>, tx_captures: &mut Vec<(String, Vec<u8>)>| {
+            let mut record = |name: &[u8], value: Vec<u8>| {
+                let mut captured = Vec::new();
                 if link.capture
                     && let Operator::Rx { capture: Some(regex), .. } = &link.operator
+                    && let Some(regex) = regex.get()
                 {
-                    capture_groups(tx_captures, regex, &value);
+                    capture_groups(&mut captured, regex, &value);
                 }
                 let name = if name.is_empty() {
                     target.name.to_owned()
                 } else {
                     format!("{}:{}", target.name, String::from_utf8_lossy(name))
                 };
-                let mut value = value;
-                value.truncate(MAX_RECORDED_VALUE);
                 matches.push((name, value));
+                match_captures.push(captured);
             };
-            let mut captures: Vec<(String, Vec<u8>)> = Vec::new();
             match target.variable {
                 Variable::Request(sources) => {
                     for &source in sources {
@@ -741,13 +800,13 @@ impl Transaction {
                             if let Some(value) =
                                 test_value(ruleset, link, &mut self.cache, pipeline_count, &context, &candidate)
                             {
-                                record(&entry.key, value, &mut captures);
+                                record(&entry.key, value);
                             }
                         }
                     }
                 }
                 _ => {
-                    let values = dynamic_values(target.variable, &self.tx, &dynamic);
+                    let values = dynamic_values(target.variable, &target.selector, &self.tx, &dynamic);
                     for (name, value) in &values {
                         if !target.selector.matches(name) || excluded(name) {
                             continue;
@@ -762,7 +821,7 @@ impl Transaction {
                         {
                             let name: &[u8] =
                                 if matches!(target.variable, Variable::MatchedVarName) { b"" } else { name };
-                            record(name, value, &mut captures);
+                            record(name, value);
                         }
                     }
                 }
@@ -772,10 +831,8 @@ impl Transaction {
                 let candidate = Candidate { id: None, class: DYNAMIC_CLASS, raw: &count };
                 if let Some(value) = test_value(ruleset, link, &mut self.cache, pipeline_count, &context, &candidate) {
                     matches.push((format!("&{}", target.name), value));
+                    match_captures.push(Vec::new());
                 }
-            }
-            for (key, value) in captures {
-                self.tx.insert(key, value);
             }
         }
         // An operator with no targets (SecAction-like rules) tests once against nothing.
@@ -784,38 +841,47 @@ impl Transaction {
             let candidate = Candidate { id: None, class: DYNAMIC_CLASS, raw: b"" };
             if let Some(value) = test_value(ruleset, link, &mut self.cache, pipeline_count, &context, &candidate) {
                 matches.push((String::new(), value));
+                match_captures.push(Vec::new());
             }
         }
-        matches
+        (matches, match_captures)
     }
 
-    fn apply_setvar(&mut self, setvar: &SetVar) {
+    /// Applies a `setvar`; `matched` is what `%{MATCHED_VAR}` / `%{MATCHED_VAR_NAME}` read.
+    fn apply_setvar(&mut self, setvar: &SetVar, matched: &[(String, Vec<u8>)]) {
         let expand = |template: &Template, tx: &HashMap<String, Vec<u8>>, collections: &Collections| {
-            template.expand(|variable| macro_value(variable, tx, collections, &[]))
+            template.expand(|variable| macro_value(variable, tx, collections, matched))
+        };
+        let name: Cow<'_, str> = match &setvar.name_template {
+            None => Cow::Borrowed(&setvar.name),
+            Some(template) => {
+                Cow::Owned(String::from_utf8_lossy(&expand(template, &self.tx, &self.collections)).to_ascii_lowercase())
+            }
         };
         match &setvar.operation {
             SetOperation::Delete => {
-                self.tx.remove(&setvar.name);
+                self.tx.remove(name.as_ref());
             }
             SetOperation::Set(template) => {
                 let value = expand(template, &self.tx, &self.collections);
-                self.tx.insert(setvar.name.clone(), value);
+                self.tx.insert(name.into_owned(), value);
             }
             SetOperation::Add(template) | SetOperation::Subtract(template) => {
                 let amount = operator::parse_number(&expand(template, &self.tx, &self.collections));
-                let current = self.tx_number(&setvar.name);
+                let current = self.tx_number(&name);
                 let result = if matches!(setvar.operation, SetOperation::Add(_)) {
                     current.saturating_add(amount)
                 } else {
                     current.saturating_sub(amount)
                 };
-                self.tx.insert(setvar.name.clone(), result.to_string().into_bytes());
+                self.tx.insert(name.into_owned(), result.to_string().into_bytes());
             }
         }
     }
 
     fn apply_ctl(&mut self, ctl: &Ctl) {
         match ctl {
+            Ctl::RequestBodyProcessor(processor) => self.forced_processor = Some(*processor),
             Ctl::RemoveRules(selector) => self.exclusions.removed_rules.push(selector.clone()),
             Ctl::RemoveTarget(selector, exclusion) => {
                 self.exclusions.removed_targets.push((selector.clone(), exclusion.clone()));
@@ -827,16 +893,28 @@ impl Transaction {
 /// The (name, value) pairs of a transaction or match variable.
 fn dynamic_values(
     variable: Variable,
+    selector: &KeySelector,
     tx: &HashMap<String, Vec<u8>>,
     dynamic: &[(String, Vec<u8>)],
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     match variable {
-        Variable::Tx => {
-            let mut values: Vec<(Vec<u8>, Vec<u8>)> =
-                tx.iter().map(|(key, value)| (key.as_bytes().to_vec(), value.clone())).collect();
-            values.sort();
-            values
-        }
+        // One key (the common `TX:blocking_paranoia_level`): a lookup, not a copy of the map.
+        Variable::Tx => match selector {
+            KeySelector::Exact(key) => std::str::from_utf8(key)
+                .ok()
+                .and_then(|name| tx.get(name))
+                .map(|value| vec![(key.clone(), value.clone())])
+                .unwrap_or_default(),
+            _ => {
+                let mut values: Vec<(Vec<u8>, Vec<u8>)> = tx
+                    .iter()
+                    .filter(|(key, _)| selector.matches(key.as_bytes()))
+                    .map(|(key, value)| (key.as_bytes().to_vec(), value.clone()))
+                    .collect();
+                values.sort();
+                values
+            }
+        },
         Variable::MatchedVar => {
             dynamic.last().map(|(name, value)| vec![(name.as_bytes().to_vec(), value.clone())]).unwrap_or_default()
         }
@@ -894,7 +972,7 @@ fn parameter<'t>(template: &'t Template, context: &Context<'_>) -> Cow<'t, [u8]>
 }
 
 /// Transforms (through the cache) and tests one value; the transformed value when the rule's
-/// operator (with negation) matched.
+/// operator (with negation) matched. With `multiMatch` each pipeline is tried in turn.
 fn test_value(
     ruleset: &Ruleset,
     link: &Link,
@@ -903,11 +981,28 @@ fn test_value(
     context: &Context<'_>,
     candidate: &Candidate<'_>,
 ) -> Option<Vec<u8>> {
-    let pipeline = ruleset.pipelines.get(usize::from(link.pipeline)).map(Vec::as_slice).unwrap_or_default();
+    link.pipelines.iter().find_map(|(pipeline_id, groups)| {
+        test_pipeline(ruleset, link, cache, pipeline_count, context, candidate, *pipeline_id, groups)
+    })
+}
+
+/// The value after one pipeline when the operator (with negation) matched it.
+#[allow(clippy::too_many_arguments)]
+fn test_pipeline(
+    ruleset: &Ruleset,
+    link: &Link,
+    cache: &mut Cache,
+    pipeline_count: usize,
+    context: &Context<'_>,
+    candidate: &Candidate<'_>,
+    pipeline_id: u16,
+    groups: &Groups,
+) -> Option<Vec<u8>> {
+    let pipeline = ruleset.pipelines.get(usize::from(pipeline_id)).map(Vec::as_slice).unwrap_or_default();
     let Some(id) = candidate.id else {
         let value = apply_pipeline(pipeline, candidate.raw);
         let matched = match &link.operator {
-            Operator::Rx { id, groups, .. } => {
+            Operator::Rx { id, .. } => {
                 let bits = scan(ruleset, &mut cache.scratch, groups, candidate.class, &value);
                 has_bit(&bits, *id)
             }
@@ -915,12 +1010,12 @@ fn test_value(
         };
         return (matched != link.negated).then(|| value.into_owned());
     };
-    let entry_index = cached_entry(cache, pipeline_count, pipeline, link.pipeline, id, candidate.raw);
+    let entry_index = cached_entry(cache, pipeline_count, pipeline, pipeline_id, id, candidate.raw);
     let Cache { entries, scratch, .. } = cache;
     let entry = entries.get_mut(entry_index as usize)?;
     let value = entry.transformed.as_deref().unwrap_or(candidate.raw);
     let matched = match &link.operator {
-        Operator::Rx { id, groups, .. } => {
+        Operator::Rx { id, .. } => {
             if entry.rx.is_none() {
                 entry.rx = Some(scan(ruleset, scratch, groups, candidate.class, value));
             }
@@ -1008,13 +1103,12 @@ fn scan(
     };
     // Most values match nothing: a plain search (early exit, literal prefilters) settles those
     // before the costlier all-patterns search.
-    let input = Input::new(value);
-    if !group.regex.is_match(input.clone()) {
+    if !group.regex.is_match(value) {
         return Box::default();
     }
     let mut bits = vec![0u64; ruleset.rx_count.div_ceil(64)].into_boxed_slice();
     set.clear();
-    group.regex.which_overlapping_matches(&input, set);
+    group.regex.which_matches(value, set);
     for pattern in set.iter() {
         if let Some(&id) = group.ids.get(pattern.as_usize())
             && let Some(word) = bits.get_mut((id / 64) as usize)

@@ -4,12 +4,14 @@
 //! This is the per-request API a combined module calls: plain data in, a plain verdict out.
 
 use crate::body::BodyProcessor;
-use crate::config::{Mode, Policy, Settings};
+use crate::config::{Mode, Policy, RuleSetChoice, Settings};
 use crate::engine::{RuleMatch, Transaction};
 use crate::native::ANOMALY_SCORE_VARIABLE;
-use crate::request::{Collections, RequestHead};
-use crate::rule::Phase;
-use std::collections::HashMap;
+use crate::request::{Collections, RequestHead, Source};
+use crate::rule::{ForcedBodyProcessor, Phase};
+
+/// The CRS score 949110 compares with the threshold (reported in the decision line).
+const CRS_SCORE_VARIABLE: &str = "blocking_inbound_anomaly_score";
 
 /// What the rules found, for the audit line and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,14 +21,20 @@ pub struct Report {
     pub threshold: i64,
     /// The request reached the threshold, or a rule denied it.
     pub over_threshold: bool,
-    /// Every rule that matched (and logs), in evaluation order.
+    /// Every rule that matched, in evaluation order: `nolog` ones too (they count in the
+    /// metrics; the decision line lists only the logged ones).
     pub matches: Vec<RuleMatch>,
 }
 
 impl Report {
-    /// IDs of the matched rules.
+    /// IDs of every matched rule (`nolog` ones included), for the hit counters.
     pub fn rule_ids(&self) -> impl Iterator<Item = u32> + '_ {
         self.matches.iter().map(|matched| matched.rule_id)
+    }
+
+    /// IDs of the matched rules that log.
+    pub fn logged_rule_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.matches.iter().filter(|matched| matched.log).map(|matched| matched.rule_id)
     }
 }
 
@@ -59,12 +67,15 @@ pub struct Inspection {
 impl Policy {
     /// Runs phase 1 on the head; with `end_of_stream` (no body) phase 2 too.
     pub fn inspect_headers(&self, head: &RequestHead<'_>, end_of_stream: bool) -> HeadersOutcome {
-        let collections = Collections::from_head_for(head, self.ruleset.used_sources());
-        let path = collections.first(crate::request::Source::RequestUri, None).unwrap_or_default().to_vec();
+        let mut collections = Collections::from_head_for(head, self.ruleset.used_sources());
+        let path = collections.first(Source::RequestUri, None).unwrap_or_default().to_vec();
         let processor = BodyProcessor::for_content_type(collections.header("content-type"));
+        // As in ModSecurity, REQBODY_PROCESSOR is known from the head (phase-1 rules read it).
+        collections.set(Source::ReqbodyProcessor, processor.name().to_vec());
         let settings = self.settings_for(&path);
-        let mut transaction =
-            Transaction::new(collections, settings.paranoia, settings.exclusions.clone(), HashMap::new());
+        let tx = self.initial_tx(&settings);
+        let mut transaction = Transaction::new(collections, settings.paranoia, settings.exclusions.clone(), tx);
+        transaction.set_detection_only(settings.mode == Mode::Detect);
         transaction.run_phase(&self.ruleset, Phase::RequestHeaders);
         if end_of_stream {
             transaction.run_phase(&self.ruleset, Phase::RequestBody);
@@ -80,11 +91,17 @@ impl Policy {
     /// The verdict for a transaction's current state.
     fn verdict(&self, transaction: &Transaction, settings: &Settings) -> Verdict {
         let interruption = transaction.interruption();
-        if transaction.matched().is_empty() && interruption.is_none() {
+        if interruption.is_none() && !transaction.matched().iter().any(|matched| matched.log) {
             return Verdict::Allow;
         }
-        let score = transaction.tx_number(ANOMALY_SCORE_VARIABLE);
-        let over_threshold = interruption.is_some() || score >= settings.threshold;
+        // Native rules add to tx.anomaly_score (compared here); CRS scores itself and its
+        // 949110 `deny` decides (the interruption).
+        let native_score = transaction.tx_number(ANOMALY_SCORE_VARIABLE);
+        let score = match self.rule_set {
+            RuleSetChoice::Crs => native_score.saturating_add(transaction.tx_number(CRS_SCORE_VARIABLE)),
+            _ => native_score,
+        };
+        let over_threshold = interruption.is_some() || native_score >= settings.threshold;
         let report = Report {
             mode: settings.mode,
             score,
@@ -103,7 +120,13 @@ impl Policy {
 impl Inspection {
     /// Adds the buffered body (at most the limit) and runs phase 2.
     pub fn finish_with_body(mut self, policy: &Policy, body: &[u8]) -> Verdict {
-        self.transaction.add_body(&self.processor, body);
+        let processor = match self.transaction.forced_processor() {
+            Some(ForcedBodyProcessor::UrlEncoded) => BodyProcessor::UrlEncoded,
+            Some(ForcedBodyProcessor::Json) => BodyProcessor::Json,
+            Some(ForcedBodyProcessor::Xml) => BodyProcessor::Xml,
+            None => self.processor.clone(),
+        };
+        self.transaction.add_body(&processor, body);
         self.transaction.run_phase(&policy.ruleset, Phase::RequestBody);
         policy.verdict(&self.transaction, &self.settings)
     }
@@ -158,13 +181,13 @@ mod tests {
 
     #[test]
     fn benign_get_is_allowed() {
-        let policy = Policy::from_json(b"").unwrap();
+        let policy = Policy::from_json(br#"{"ruleset": "builtin"}"#).unwrap();
         assert_eq!(verdict_for(&policy, "/search?q=O%27Brien&page=2", &[]), Verdict::Allow);
     }
 
     #[test]
     fn sqli_in_query_is_blocked_with_default_status() {
-        let policy = Policy::from_json(b"").unwrap();
+        let policy = Policy::from_json(br#"{"ruleset": "builtin"}"#).unwrap();
         let verdict = verdict_for(&policy, "/search?q=1%27%20OR%20%271%27%3D%271", &[]);
         let Verdict::Block { status, report } = &verdict else { panic!("{verdict:?}") };
         assert_eq!(*status, 403);
@@ -207,7 +230,7 @@ mod tests {
     #[test]
     fn route_exclusions_apply() {
         let policy = Policy::from_json(
-            br#"{"routes": [{"prefix": "/search", "disabled_targets": [{"rules": "100000-199999", "target": "ARGS:q"}]},
+            br#"{"ruleset": "builtin", "routes": [{"prefix": "/search", "disabled_targets": [{"rules": "100000-199999", "target": "ARGS:q"}]},
                             {"prefix": "/legacy", "mode": "detect"}]}"#,
         )
         .unwrap();
@@ -219,7 +242,7 @@ mod tests {
 
     #[test]
     fn bodies_of_each_type_are_inspected() {
-        let policy = Policy::from_json(b"").unwrap();
+        let policy = Policy::from_json(br#"{"ruleset": "builtin"}"#).unwrap();
         let form = post(&policy, "/login", "application/x-www-form-urlencoded", b"user=admin%27--&pw=x");
         assert!(matches!(form, Verdict::Block { .. }), "{form:?}");
         let json = post(&policy, "/api", "application/json", br#"{"a":{"b":["<script>alert(1)</script>"]}}"#);

@@ -5,12 +5,14 @@
 //! Pure core: [`request`] and [`body`] (the collections), [`transform`], [`operator`],
 //! [`macros`], [`rule`] (the model), [`engine`] (compile + evaluate), [`native`] and [`builtin`]
 //! (rule sources), [`config`] (the policy), [`inspect`] (per-request verdicts), [`audit`] (log
-//! lines). [`shell`] only moves bytes between Envoy and the core.
+//! lines). [`stage`] is the glue (the filter as a `shield_kit` stage, run alone or inside `shield`).
 
 pub mod audit;
+pub mod automaton;
 pub mod body;
 pub mod builtin;
 pub mod config;
+pub mod crs;
 pub mod engine;
 pub mod inspect;
 pub mod macros;
@@ -18,12 +20,10 @@ pub mod native;
 pub mod operator;
 pub mod request;
 pub mod rule;
-pub mod shell;
+pub mod seclang;
+pub mod sha1;
+pub mod stage;
 pub mod transform;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(shell::WafRoot::default())
-    });
-}}
+#[cfg(all(feature = "module", target_arch = "wasm32"))]
+shield_kit::standalone_module!(stage::build);

@@ -165,6 +165,20 @@ fn to_item(rule: &NativeRule, path: &str, data_files: &HashMap<String, Vec<Strin
         next = chained.chain.as_deref();
         chain_path.push_str(".chain");
     }
+    // A native rule's `setvar` (and its anomaly points) apply when the whole chain matched: the
+    // engine runs a link's `setvar`s as that link matches (SecLang semantics), so they move to
+    // the last link.
+    if built.chain.is_some() {
+        let setvars = std::mem::take(&mut built.setvars);
+        let mut last = &mut built.chain;
+        while let Some(link) = last {
+            if link.chain.is_none() {
+                link.setvars.extend(setvars);
+                break;
+            }
+            last = &mut link.chain;
+        }
+    }
     Ok(RuleItem::Rule(Box::new(built)))
 }
 
@@ -232,6 +246,7 @@ fn link(
         setvars,
         ctls,
         skip_after: None,
+        multi_match: false,
         chain: None,
     })
 }
@@ -266,8 +281,8 @@ mod tests {
         assert_eq!(rule.exclusions.len(), 1);
         assert_eq!(rule.disruptive, Disruptive::Deny(Some(406)));
         assert_eq!(rule.paranoia, 2);
-        assert_eq!(rule.setvars.len(), 1, "deny adds no anomaly points");
-        assert!(rule.chain.is_some());
+        assert!(rule.setvars.is_empty(), "a chain's setvars run at its last link");
+        assert_eq!(rule.chain.as_ref().unwrap().setvars.len(), 1, "deny adds no anomaly points");
         assert!(matches!(&items[1], RuleItem::Marker(name) if name == "END"));
     }
 

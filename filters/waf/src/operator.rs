@@ -84,7 +84,7 @@ pub fn parse_operator(text: &str, data_files: &HashMap<String, Vec<String>>) -> 
         None => (false, text),
     };
     let Some(named) = rest.strip_prefix('@') else {
-        return Ok(OperatorSpec { negated, kind: OperatorKind::Rx(rest.to_owned()) });
+        return Ok(OperatorSpec { negated, kind: OperatorKind::Rx(pcre_compat(rest)) });
     };
     let (name, argument) = match named.split_once([' ', '\t']) {
         Some((name, argument)) => (name, argument.trim_start()),
@@ -92,7 +92,7 @@ pub fn parse_operator(text: &str, data_files: &HashMap<String, Vec<String>>) -> 
     };
     let template = || Template::parse(argument).map_err(OperatorError);
     let kind = match name.to_ascii_lowercase().as_str() {
-        "rx" => OperatorKind::Rx(argument.to_owned()),
+        "rx" => OperatorKind::Rx(pcre_compat(argument)),
         "pm" => OperatorKind::Pm(Box::new(Phrases::new(argument.split_ascii_whitespace())?)),
         "pmfromfile" | "pmf" => {
             let mut phrases = Vec::new();
@@ -128,6 +128,43 @@ pub fn parse_operator(text: &str, data_files: &HashMap<String, Vec<String>>) -> 
         _ => return Err(OperatorError(format!("unknown operator \"@{}\"", name.escape_default()))),
     };
     Ok(OperatorSpec { negated, kind })
+}
+
+/// Rewrites the PCRE spellings the regex syntax reads differently: `\x{HH}` (a byte in PCRE's
+/// non-UTF mode, as ModSecurity runs it) becomes `\xHH`, which is a byte here too — inside a
+/// class the braced form would be read as a Unicode code point and refused.
+pub fn pcre_compat(pattern: &str) -> String {
+    if !pattern.contains("\\x{") {
+        return pattern.to_owned();
+    }
+    let mut output = String::with_capacity(pattern.len());
+    let mut chars = pattern.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if c != '\\' {
+            output.push(c);
+            continue;
+        }
+        let Some((_, next)) = chars.next() else {
+            output.push(c);
+            break;
+        };
+        if next == 'x' && chars.peek().map(|(_, brace)| *brace) == Some('{') {
+            let rest = pattern.get(at + 3..).unwrap_or_default();
+            if let Some(end) = rest.find('}')
+                && let Ok(value) = u8::from_str_radix(rest.get(..end).unwrap_or_default(), 16)
+            {
+                output.push_str(&format!("\\x{value:02X}"));
+                // Skip `{`, the digits and `}`.
+                for _ in 0..end + 2 {
+                    chars.next();
+                }
+                continue;
+            }
+        }
+        output.push(c);
+        output.push(next);
+    }
+    output
 }
 
 /// The phrases of a data file: one per line, blank lines and `#` comments skipped.
@@ -375,6 +412,14 @@ pub fn ip_matches(networks: &[IpNetwork], value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcre_braced_hex_becomes_a_byte_escape() {
+        assert_eq!(pcre_compat(r"[\x7f-\x{ff}]\x{bc}"), r"[\x7f-\xFF]\xBC");
+        assert_eq!(pcre_compat(r"\\x{41}"), r"\\x{41}", "an escaped backslash is not an escape");
+        assert_eq!(pcre_compat(r"\x{1F600}"), r"\x{1F600}", "wider code points are left to the regex syntax");
+        assert_eq!(pcre_compat("plain"), "plain");
+    }
 
     fn parse(text: &str) -> OperatorSpec {
         parse_operator(text, &HashMap::new()).unwrap()

@@ -33,10 +33,22 @@ pub enum Source {
     ReqbodyProcessor,
     ReqbodyError,
     RemoteAddr,
+    /// `UNIQUE_ID`: the request ID (`x-request-id`), empty without one.
+    UniqueId,
+    /// `ARGS_COMBINED_SIZE`: the bytes of every argument name and value.
+    ArgsCombinedSize,
+    /// `FILES_SIZES`: field name → size of the uploaded file.
+    FilesSizes,
+    /// `FILES_COMBINED_SIZE`: the bytes of every uploaded file.
+    FilesCombinedSize,
+    /// `XML:/*`: the text of an XML body.
+    XmlText,
+    /// `XML://@*`: the attribute values of an XML body.
+    XmlAttributes,
 }
 
 /// Number of [`Source`] variants.
-pub const SOURCE_COUNT: usize = Source::RemoteAddr as usize + 1;
+pub const SOURCE_COUNT: usize = Source::XmlAttributes as usize + 1;
 
 impl Source {
     /// Which group of patterns values of this source are scanned with (see `engine`): argument-like
@@ -55,7 +67,10 @@ impl Source {
             | Self::RequestBodyLength
             | Self::ReqbodyProcessor
             | Self::ReqbodyError
-            | Self::RemoteAddr => 2,
+            | Self::RemoteAddr
+            | Self::UniqueId
+            | Self::ArgsCombinedSize
+            | Self::FilesCombinedSize => 2,
             _ => 0,
         }
     }
@@ -148,6 +163,9 @@ impl Collections {
                 ":authority" => collections.push_header("host", value),
                 ":scheme" | ":protocol" | ":status" => {}
                 other => {
+                    if other == "x-request-id" {
+                        collections.set(Source::UniqueId, value.clone());
+                    }
                     if other == "cookie"
                         && (used.contains(Source::RequestCookies) || used.contains(Source::RequestCookiesNames))
                     {
@@ -187,7 +205,28 @@ impl Collections {
                 collections.push_arg(Source::ArgsGet, Source::ArgsGetNames, name, value);
             }
         }
+        collections.update_sizes();
         collections
+    }
+
+    /// Recomputes `ARGS_COMBINED_SIZE` and `FILES_COMBINED_SIZE` (after the head and the body).
+    pub fn update_sizes(&mut self) {
+        if self.used.contains(Source::ArgsCombinedSize) {
+            let size: usize = [Source::ArgsGet, Source::ArgsPost]
+                .iter()
+                .flat_map(|source| self.get(*source))
+                .map(|entry| entry.key.len() + entry.value.len())
+                .sum();
+            self.set(Source::ArgsCombinedSize, size.to_string().into_bytes());
+        }
+        if self.used.contains(Source::FilesCombinedSize) {
+            let size: u64 = self
+                .get(Source::FilesSizes)
+                .iter()
+                .map(|entry| crate::operator::parse_number(&entry.value).max(0) as u64)
+                .sum();
+            self.set(Source::FilesCombinedSize, size.to_string().into_bytes());
+        }
     }
 
     fn push_header(&mut self, name: &str, value: &[u8]) {

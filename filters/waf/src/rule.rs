@@ -25,7 +25,7 @@ pub enum Variable {
     /// `MATCHED_VARS` / `MATCHED_VARS_NAMES`: every value (name) the previous rule of the chain matched.
     MatchedVars,
     MatchedVarsNames,
-    /// `XML`: no XML body processor yet, so it never has values.
+    /// `XML` with an XPath other than `/*` (text) and `//@*` (attributes): never has values.
     Xml,
 }
 
@@ -57,6 +57,10 @@ const VARIABLES: &[(&str, Variable)] = &[
     ("REQBODY_PROCESSOR", Variable::Request(&[Source::ReqbodyProcessor])),
     ("REQBODY_ERROR", Variable::Request(&[Source::ReqbodyError])),
     ("REMOTE_ADDR", Variable::Request(&[Source::RemoteAddr])),
+    ("UNIQUE_ID", Variable::Request(&[Source::UniqueId])),
+    ("ARGS_COMBINED_SIZE", Variable::Request(&[Source::ArgsCombinedSize])),
+    ("FILES_SIZES", Variable::Request(&[Source::FilesSizes])),
+    ("FILES_COMBINED_SIZE", Variable::Request(&[Source::FilesCombinedSize])),
     ("TX", Variable::Tx),
     ("MATCHED_VAR", Variable::MatchedVar),
     ("MATCHED_VAR_NAME", Variable::MatchedVarName),
@@ -149,6 +153,14 @@ pub fn parse_target(text: &str) -> Result<TargetSpec, String> {
     };
     let Some((variable, name)) = Variable::parse(variable_name) else {
         return Err(format!("unknown variable \"{}\"", variable_name.escape_default()));
+    };
+    // XML: the two XPath expressions CRS reads have body collections; any other path never
+    // has values (no XPath engine).
+    let (variable, name, key) = match (variable, key.map(str::trim)) {
+        (Variable::Xml, Some("/*")) => (Variable::Request(&[Source::XmlText]), "XML:/*", None),
+        (Variable::Xml, Some("//@*")) => (Variable::Request(&[Source::XmlAttributes]), "XML://@*", None),
+        (Variable::Xml, _) => (Variable::Xml, name, None),
+        _ => (variable, name, key),
     };
     let selector = match key {
         None => KeySelector::All,
@@ -243,6 +255,9 @@ pub enum Disruptive {
 pub struct SetVar {
     /// The TX key, lowercase.
     pub name: String,
+    /// A key with macros (`tx.paramcounter_%{MATCHED_VAR_NAME}`), expanded per match and
+    /// lowercased; `name` is then the unexpanded text.
+    pub name_template: Option<Template>,
     pub operation: SetOperation,
 }
 
@@ -271,6 +286,7 @@ pub fn parse_setvar(text: &str) -> Result<SetVar, String> {
         return Err(format!("setvar \"{}\": only the tx collection can be set", text.escape_default()));
     }
     let name = key.to_ascii_lowercase();
+    let name_template = if key.contains("%{") { Some(Template::parse(key)?) } else { None };
     let operation = match (delete, value) {
         (true, _) => SetOperation::Delete,
         (false, None) => SetOperation::Set(Template::parse("1")?),
@@ -284,7 +300,7 @@ pub fn parse_setvar(text: &str) -> Result<SetVar, String> {
             }
         }
     };
-    Ok(SetVar { name, operation })
+    Ok(SetVar { name, name_template, operation })
 }
 
 /// A range of rule IDs (`942100` or `942100-942199`).
@@ -339,6 +355,16 @@ pub enum Ctl {
     RemoveRules(RuleSelector),
     /// `ruleRemoveTargetById=ID;VAR:key` / `ruleRemoveTargetByTag=TAG;VAR:key`.
     RemoveTarget(RuleSelector, Exclusion),
+    /// `requestBodyProcessor=URLENCODED|JSON|XML`: parse the body this way whatever its type.
+    RequestBodyProcessor(ForcedBodyProcessor),
+}
+
+/// A body processor a `ctl:requestBodyProcessor` can force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForcedBodyProcessor {
+    UrlEncoded,
+    Json,
+    Xml,
 }
 
 /// Parses `ruleRemoveById=…`, `ruleRemoveByTag=…`, `ruleRemoveTargetById=…;VAR:key`,
@@ -367,6 +393,12 @@ pub fn parse_ctl(text: &str) -> Result<Ctl, String> {
         "ruleremovebytag" => Ok(Ctl::RemoveRules(RuleSelector::Tag(value.to_owned()))),
         "ruleremovetargetbyid" => with_target(value, false),
         "ruleremovetargetbytag" => with_target(value, true),
+        "requestbodyprocessor" => match value.trim().to_ascii_uppercase().as_str() {
+            "URLENCODED" => Ok(Ctl::RequestBodyProcessor(ForcedBodyProcessor::UrlEncoded)),
+            "JSON" => Ok(Ctl::RequestBodyProcessor(ForcedBodyProcessor::Json)),
+            "XML" => Ok(Ctl::RequestBodyProcessor(ForcedBodyProcessor::Xml)),
+            other => Err(format!("unsupported ctl requestBodyProcessor={}", other.escape_default())),
+        },
         other => Err(format!("unsupported ctl \"{}\"", other.escape_default())),
     }
 }
@@ -402,6 +434,8 @@ pub struct Rule {
     pub setvars: Vec<SetVar>,
     pub ctls: Vec<Ctl>,
     pub skip_after: Option<String>,
+    /// `multiMatch`: the operator also runs on the value before and after each transformation.
+    pub multi_match: bool,
     /// The next rule of a chain: it must match too.
     pub chain: Option<Box<Rule>>,
 }

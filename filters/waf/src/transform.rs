@@ -38,6 +38,7 @@ pub enum Transform {
     TrimLeft,
     TrimRight,
     Utf8ToUnicode,
+    Sha1,
 }
 
 /// Why a transformation name was refused.
@@ -90,6 +91,7 @@ impl TransformName {
             "trimleft" => Transform::TrimLeft,
             "trimright" => Transform::TrimRight,
             "utf8tounicode" => Transform::Utf8ToUnicode,
+            "sha1" => Transform::Sha1,
             _ => return Err(UnknownTransform(name.to_owned())),
         };
         Ok(Self::Apply(transform))
@@ -215,7 +217,7 @@ impl Transform {
             Self::RemoveComments | Self::RemoveCommentsChar | Self::ReplaceComments => class::COMMENT,
             Self::NormalisePath | Self::NormalisePathWin => class::PATH,
             Self::Utf8ToUnicode => class::NON_ASCII,
-            Self::Base64Decode | Self::HexDecode | Self::HexEncode | Self::Length => class::ANY,
+            Self::Base64Decode | Self::HexDecode | Self::HexEncode | Self::Length | Self::Sha1 => class::ANY,
         }
     }
 
@@ -327,6 +329,7 @@ impl Transform {
             Self::HexDecode => hex_decode(input),
             Self::HexEncode => hex_encode(input),
             Self::Length => input.len().to_string().into_bytes(),
+            Self::Sha1 => crate::sha1::sha1(input).to_vec(),
             Self::Trim | Self::TrimLeft | Self::TrimRight => {
                 let left = self != Self::TrimRight;
                 let right = self != Self::TrimLeft;

@@ -5,12 +5,12 @@
 //! headers depending on randomness or time are known and compared by presence only), then a
 //! fresh Envoy runs it with `--concurrency` = `workers`, behind mock servers on 127.0.0.1.
 
-mod bootstrap;
+pub(crate) mod bootstrap;
 mod client;
 mod compare;
-mod http1;
-mod mock;
-mod process;
+pub(crate) mod http1;
+pub(crate) mod mock;
+pub(crate) mod process;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,36 @@ pub struct EnvoyCaseResult {
     pub millis: f64,
 }
 
+/// Runs the chain cases of `files` with each chain merged into one `module` (`shield`), as
+/// `host-test replay --as-shield` does in the harness; other cases are not run.
+pub fn run_files_as_shield(host: &mut Host, files: &[PathBuf], binary: &Path, module: &str) -> Vec<EnvoyCaseResult> {
+    let mut results = Vec::new();
+    for file in files {
+        let Ok(cases) = crate::fixture::load_file(file) else { continue };
+        for loaded in cases.into_iter().filter_map(|case| crate::merge::into_shield(case, module).ok()) {
+            results.push(run_loaded(host, file, &loaded, binary));
+        }
+    }
+    results
+}
+
+/// Runs one case in Envoy and times it.
+fn run_loaded(host: &mut Host, file: &Path, loaded: &crate::fixture::LoadedCase, binary: &Path) -> EnvoyCaseResult {
+    let started = Instant::now();
+    let (verdict, envoy_log) = match run_case(host, loaded, binary) {
+        Ok(outcome) => outcome,
+        Err(error) => (Verdict::Failed(vec![format!("{error:#}")]), Vec::new()),
+    };
+    let envoy_log = if matches!(verdict, Verdict::Failed(_)) { envoy_log } else { Vec::new() };
+    EnvoyCaseResult {
+        file: file.display().to_string(),
+        name: loaded.case.name.clone(),
+        verdict,
+        envoy_log,
+        millis: started.elapsed().as_secs_f64() * 1e3,
+    }
+}
+
 /// Runs every case of `files` through Envoy at `binary`.
 pub fn run_files(host: &mut Host, files: &[PathBuf], binary: &Path) -> Vec<EnvoyCaseResult> {
     let mut results = Vec::new();
@@ -67,19 +97,7 @@ pub fn run_files(host: &mut Host, files: &[PathBuf], binary: &Path) -> Vec<Envoy
         match crate::fixture::load_file(file) {
             Ok(cases) => {
                 for loaded in &cases {
-                    let started = Instant::now();
-                    let (verdict, envoy_log) = match run_case(host, loaded, binary) {
-                        Ok(outcome) => outcome,
-                        Err(error) => (Verdict::Failed(vec![format!("{error:#}")]), Vec::new()),
-                    };
-                    let envoy_log = if matches!(verdict, Verdict::Failed(_)) { envoy_log } else { Vec::new() };
-                    results.push(EnvoyCaseResult {
-                        file: file.display().to_string(),
-                        name: loaded.case.name.clone(),
-                        verdict,
-                        envoy_log,
-                        millis: started.elapsed().as_secs_f64() * 1e3,
-                    });
+                    results.push(run_loaded(host, file, loaded, binary));
                 }
             }
             Err(error) => results.push(EnvoyCaseResult {

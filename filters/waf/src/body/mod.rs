@@ -4,6 +4,7 @@
 pub mod json;
 pub mod multipart;
 pub mod urlencoded;
+pub mod xml;
 
 use crate::request::{Collections, Source};
 
@@ -14,6 +15,8 @@ pub enum BodyProcessor {
     /// Multipart with its boundary.
     Multipart(Vec<u8>),
     Json,
+    /// `text/xml`, `application/xml`, `*+xml` (as ModSecurity's recommended setup enables).
+    Xml,
     /// Anything else: only `REQUEST_BODY` holds it.
     Raw,
 }
@@ -33,6 +36,8 @@ impl BodyProcessor {
             }
         } else if media_type == b"application/json" || media_type.ends_with(b"+json") {
             Self::Json
+        } else if media_type == b"text/xml" || media_type == b"application/xml" || media_type.ends_with(b"+xml") {
+            Self::Xml
         } else {
             Self::Raw
         }
@@ -44,6 +49,7 @@ impl BodyProcessor {
             Self::UrlEncoded => b"URLENCODED",
             Self::Multipart(_) => b"MULTIPART",
             Self::Json => b"JSON",
+            Self::Xml => b"XML",
             Self::Raw => b"",
         }
     }
@@ -67,12 +73,16 @@ pub fn fill(collections: &mut Collections, processor: &BodyProcessor, body: &[u8
             collections.set(Source::RequestBody, body.to_vec());
             json::fill(collections, body)
         }
+        // As ModSecurity's XML processor: the document is read through `XML:`, not
+        // `REQUEST_BODY` (element and attribute names are markup, not input).
+        BodyProcessor::Xml => xml::fill(collections, body),
         BodyProcessor::Raw => {
             collections.set(Source::RequestBody, body.to_vec());
             true
         }
     };
     collections.set(Source::ReqbodyError, if ok { b"0".to_vec() } else { b"1".to_vec() });
+    collections.update_sizes();
 }
 
 #[cfg(test)]

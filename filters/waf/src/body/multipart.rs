@@ -72,6 +72,7 @@ fn read_part(collections: &mut Collections, part: &[u8]) -> bool {
     match filename {
         Some(filename) => {
             collections.push(Source::FilesNames, Entry::new(name.clone(), name.clone()));
+            collections.push(Source::FilesSizes, Entry::new(name.clone(), content.len().to_string()));
             collections.push(Source::Files, Entry::new(name, filename));
         }
         None => collections.push_arg(Source::ArgsPost, Source::ArgsPostNames, name, content.to_vec()),

@@ -1,5 +1,6 @@
-//! The Proxy-Wasm shell: reads the request headers once, asks the core for a plan, writes only
-//! what changed, publishes the ID, and echoes it on the response.
+//! The filter as a stage (see `shield_kit::stage`): asks the core for a plan over the request
+//! headers, changes only what the plan changes, publishes the ID (for later filters and every
+//! later stage's log lines), and echoes it on the response.
 
 use crate::audit;
 use crate::config::Policy;
@@ -7,15 +8,14 @@ use crate::decision::{self, IdOutcome, IdSource, Plan, TraceOutcome};
 use crate::entropy::EntropyPool;
 use crate::id::fallback_entropy;
 use crate::traceparent::{TRACEPARENT, TRACESTATE};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use shield_kit::config::ConfigError;
+use shield_kit::headers::{HeaderMap, HeaderNeeds};
 use shield_kit::metrics::Counter;
 use shield_kit::request_id::publish_request_id;
+use shield_kit::stage::{Flow, Needs, Request, Stage, StageStream};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::UNIX_EPOCH;
 
 /// The counters of the filter (see the crate README).
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,48 +58,49 @@ impl Metrics {
     }
 }
 
-/// One per plugin and worker: holds the policy built in `on_configure`.
-#[derive(Default)]
-pub struct RequestIdRoot {
+/// The stage built from a configuration (defines the metrics, logs the `configured` line).
+pub fn build(configuration: &[u8]) -> Result<Box<dyn Stage>, ConfigError> {
+    let policy = Policy::from_json(configuration)?;
+    log::info!(
+        "configured header={} format={} max_length={} echo_header={} traceparent={}",
+        policy.header,
+        policy.format,
+        policy.max_length,
+        policy.echo_header.as_deref().unwrap_or("-"),
+        policy.traceparent,
+    );
+    Ok(Box::new(RequestIdStage {
+        policy: Rc::new(policy),
+        metrics: Metrics::define(),
+        entropy: Rc::new(RefCell::new(EntropyPool::default())),
+    }))
+}
+
+/// One per plugin and worker.
+struct RequestIdStage {
     policy: Rc<Policy>,
     metrics: Metrics,
     /// Host randomness fetched in batches, shared by the streams of this worker.
     entropy: Rc<RefCell<EntropyPool>>,
 }
 
-impl Context for RequestIdRoot {}
-
-impl RootContext for RequestIdRoot {
-    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        shield_kit::log_level::follow_host_log_level();
-        let Some(policy) = shield_kit::config::load(plugin_configuration_size, Policy::from_json) else {
-            return false;
-        };
-        log::info!(
-            "configured header={} format={} max_length={} echo_header={} traceparent={}",
-            policy.header,
-            policy.format,
-            policy.max_length,
-            policy.echo_header.as_deref().unwrap_or("-"),
-            policy.traceparent,
-        );
-        self.policy = Rc::new(policy);
-        self.metrics = Metrics::define();
-        true
+impl Stage for RequestIdStage {
+    fn name(&self) -> &'static str {
+        "request-id"
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(RequestIdStream {
+    fn needs(&self) -> Needs {
+        Needs { request_headers: HeaderNeeds::All, response_headers: HeaderNeeds::None }
+    }
+
+    fn stream(&self, context_id: u32) -> Box<dyn StageStream> {
+        Box::new(RequestIdStream {
             context_id,
             policy: Rc::clone(&self.policy),
             metrics: self.metrics,
             entropy: Rc::clone(&self.entropy),
             request_id: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        })
     }
 }
 
@@ -109,18 +110,15 @@ struct RequestIdStream {
     policy: Rc<Policy>,
     metrics: Metrics,
     entropy: Rc<RefCell<EntropyPool>>,
-    /// Set in `on_http_request_headers`, echoed in `on_http_response_headers`.
+    /// Set with the request headers, echoed on the response.
     request_id: Option<String>,
 }
 
-impl Context for RequestIdStream {}
-
-impl HttpContext for RequestIdStream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers_bytes();
-        let mut pool = self.entropy.borrow_mut();
+impl StageStream for RequestIdStream {
+    fn on_request_headers(&mut self, request: &mut Request, _end_of_stream: bool) -> Flow {
+        let Ok(mut pool) = self.entropy.try_borrow_mut() else { return Flow::Continue };
         let mut source = HostIdSource { context_id: self.context_id, pool: &mut pool, used_fallback: false };
-        let plan = decision::decide(&self.policy, &headers, &mut source);
+        let plan = decision::decide(&self.policy, &request.headers.pairs(), &mut source);
         let used_fallback = source.used_fallback;
         drop(pool);
         let id = plan.request_id.as_str();
@@ -128,13 +126,13 @@ impl HttpContext for RequestIdStream {
         // Writes: only what changed.
         if plan.id != IdOutcome::Kept {
             // Replaces every occurrence, so a repeated header becomes one.
-            self.set_http_request_header(&self.policy.header, Some(id));
+            request.headers.set(&self.policy.header, id.as_bytes());
         }
         if let TraceOutcome::Created(traceparent) | TraceOutcome::Replaced { traceparent, .. } = &plan.trace {
-            self.set_http_request_header(TRACEPARENT, Some(traceparent));
+            request.headers.set(TRACEPARENT, traceparent.as_bytes());
         }
         if plan.drop_tracestate {
-            self.set_http_request_header(TRACESTATE, None);
+            request.headers.remove(TRACESTATE);
         }
 
         // Audit: one line per replaced header, original escaped.
@@ -153,16 +151,17 @@ impl HttpContext for RequestIdStream {
             // later filters fall back to the request header.
             log::warn!("request id property not set request_id={id} status={status}");
         }
+        // Later stages of this module log it without asking the host.
+        request.set_request_id(id);
         self.metrics.record(&plan);
         self.request_id = Some(plan.request_id);
-        Action::Continue
+        Flow::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_response_headers(&mut self, _request: &mut Request, response: &mut HeaderMap) {
         if let (Some(header), Some(id)) = (&self.policy.echo_header, &self.request_id) {
-            self.set_http_response_header(header, Some(id));
+            response.set(header, id.as_bytes());
         }
-        Action::Continue
     }
 }
 
@@ -194,8 +193,5 @@ impl IdSource for HostIdSource<'_> {
 
 /// Host clock in nanoseconds since the Unix epoch; 0 if the host cannot tell.
 fn host_nanos() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+    shield_kit::stage::now_ns()
 }
