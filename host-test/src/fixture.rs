@@ -64,6 +64,11 @@ pub struct EnvoyOptions {
     /// Why this case cannot be reproduced in Envoy; the case then runs in the harness only.
     #[serde(default)]
     pub skip: Option<String>,
+    /// Headers whose values count real seconds from an earlier step (`retry-after`, `ratelimit`):
+    /// Envoy's clock moves while the case runs and the harness's virtual clock does not, so these
+    /// are compared by presence and count only.
+    #[serde(default)]
+    pub clock_dependent_headers: Vec<String>,
 }
 
 /// A filter of the chain.

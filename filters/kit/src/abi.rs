@@ -123,6 +123,8 @@ host_functions! {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
 }
@@ -251,4 +253,21 @@ pub fn continue_request() -> u32 {
 pub fn set_effective_context(context_id: u32) -> bool {
     // SAFETY: no pointers.
     unsafe { proxy_set_effective_context(context_id) == OK }
+}
+
+/// Defines a counter named `name`; its ID, or the host's status (the SDK's `define_metric`
+/// panics on any status but Ok).
+pub fn define_counter(name: &str) -> Result<u32, u32> {
+    /// `proxy_wasm::types::MetricType::Counter`.
+    const COUNTER: u32 = 0;
+    let mut id = 0;
+    // SAFETY: a live name slice with its length and a live out-pointer.
+    let status = unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) };
+    if status == OK { Ok(id) } else { Err(status) }
+}
+
+/// Adds `offset` to metric `id`; whether the host took it.
+pub fn increment_metric(id: u32, offset: i64) -> bool {
+    // SAFETY: plain values.
+    unsafe { proxy_increment_metric(id, offset) == OK }
 }

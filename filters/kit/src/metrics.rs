@@ -1,7 +1,6 @@
 //! Counters defined once in `on_configure` and bumped per request without ever failing one.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use crate::abi;
 
 /// A host counter such as `wasm_shield.header_strip.headers_stripped`.
 ///
@@ -15,10 +14,10 @@ pub struct Counter {
 impl Counter {
     /// Defines the counter `name` with the host (Envoy exposes it as `wasmcustom.<name>`).
     pub fn define(name: &str) -> Self {
-        match hostcalls::define_metric(MetricType::Counter, name) {
+        match abi::define_counter(name) {
             Ok(id) => Self { id: Some(id) },
             Err(status) => {
-                log::warn!("metric not defined name={name} status={}", status as u32);
+                log::warn!("metric not defined name={name} status={status}");
                 Self::default()
             }
         }
@@ -32,6 +31,6 @@ impl Counter {
         }
         let offset = i64::try_from(by).unwrap_or(i64::MAX);
         // A failed increment loses one sample; that must not affect the request.
-        let _ = hostcalls::increment_metric(id, offset);
+        let _ = abi::increment_metric(id, offset);
     }
 }

@@ -48,10 +48,19 @@ pub fn data_files() -> HashMap<String, Vec<String>> {
         .collect()
 }
 
-/// Loads CRS into `loader` as CRS's own setup does: `crs-setup.conf.example` (its
+/// The rule of ModSecurity's recommended configuration (`modsecurity.conf-recommended`, loaded
+/// before CRS in every ModSecurity deployment) that refuses a body its processor cannot parse:
+/// without it, a body made unparsable on purpose (a stray byte in a JSON string) would hide its
+/// arguments from every CRS rule. Remove it with `SecRuleRemoveById 200002` in `before_rules`.
+pub const REQUEST_BODY_ERROR_RULE: &str = "SecRule REQBODY_ERROR \"!@eq 0\" \
+    \"id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',severity:2\"\n";
+
+/// Loads CRS into `loader` as a ModSecurity deployment does: the recommended configuration's
+/// body-error rule ([`REQUEST_BODY_ERROR_RULE`]), `crs-setup.conf.example` (its
 /// `SecDefaultAction`s and `tx.crs_setup_version`; its 900xxx examples are comments), then
 /// `before_rules` (SecLang named `before_source`, e.g. runtime exclusions), then the rule files.
 pub fn load_into(loader: &mut Loader<'_>, before_source: &str, before_rules: &str) {
+    loader.load("modsecurity.conf-recommended", REQUEST_BODY_ERROR_RULE);
     let (setup_name, setup_text) = setup_file();
     loader.load(setup_name, setup_text);
     if !before_rules.trim().is_empty() {

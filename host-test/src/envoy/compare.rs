@@ -1,7 +1,8 @@
 //! The differential check: the harness and Envoy must agree on each step's status, local reply,
 //! what the backend received and the response headers — apart from headers Envoy itself adds
 //! (`IGNORED`) and values that depend on randomness or time (they differ between two harness
-//! runs with another seed and clock, and are compared by presence only).
+//! runs with another seed and clock, or the case lists them as clock-dependent, and are compared
+//! by presence only).
 
 use crate::runner::{Message, StepOutcome};
 
@@ -24,6 +25,7 @@ fn header_differences(
     harness: &Message,
     variant: Option<&Message>,
     envoy: &Message,
+    clock_dependent: &[String],
     out: &mut Vec<String>,
 ) {
     let mut names: Vec<String> = harness
@@ -38,7 +40,8 @@ fn header_differences(
     for name in names {
         let mut ours = values(harness, &name);
         let mut theirs = values(envoy, &name);
-        let volatile = variant.is_some_and(|v| values(v, &name) != ours);
+        let volatile = variant.is_some_and(|v| values(v, &name) != ours)
+            || clock_dependent.iter().any(|h| h.eq_ignore_ascii_case(&name));
         if volatile {
             if ours.len() != theirs.len() {
                 out.push(format!(
@@ -57,8 +60,14 @@ fn header_differences(
     }
 }
 
-/// Every disagreement between the harness and Envoy in one step.
-pub fn differences(harness: &StepOutcome, variant: &StepOutcome, envoy: &StepOutcome) -> Vec<String> {
+/// Every disagreement between the harness and Envoy in one step; `clock_dependent` names the
+/// headers the case declares as counting real time (compared by presence only).
+pub fn differences(
+    harness: &StepOutcome,
+    variant: &StepOutcome,
+    envoy: &StepOutcome,
+    clock_dependent: &[String],
+) -> Vec<String> {
     let mut out = Vec::new();
     match (&harness.local_reply, &envoy.local_reply) {
         (Some(h), None) => {
@@ -70,7 +79,9 @@ pub fn differences(harness: &StepOutcome, variant: &StepOutcome, envoy: &StepOut
         _ => {}
     }
     match (&harness.upstream_request, &envoy.upstream_request) {
-        (Some(h), Some(e)) => header_differences("upstream request", h, variant.upstream_request.as_ref(), e, &mut out),
+        (Some(h), Some(e)) => {
+            header_differences("upstream request", h, variant.upstream_request.as_ref(), e, clock_dependent, &mut out)
+        }
         (Some(_), None) => out.push("the harness reached the backend, Envoy did not".into()),
         (None, Some(_)) => out.push("Envoy reached the backend, the harness did not".into()),
         (None, None) => {}
@@ -80,7 +91,7 @@ pub fn differences(harness: &StepOutcome, variant: &StepOutcome, envoy: &StepOut
             if h.status() != e.status() {
                 out.push(format!("status: harness {:?}, envoy {:?}", h.status(), e.status()));
             }
-            header_differences("response", h, variant.response.as_ref(), e, &mut out);
+            header_differences("response", h, variant.response.as_ref(), e, clock_dependent, &mut out);
         }
         (Some(h), None) => out.push(format!("the harness answered {:?}, Envoy sent no response (reset)", h.status())),
         (None, Some(e)) => out.push(format!("Envoy answered {:?}, the harness sent no response", e.status())),

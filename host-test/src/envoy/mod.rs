@@ -324,7 +324,8 @@ fn drive(
         for mismatch in check_step(&envoy_outcome, step.expect.as_ref()) {
             problems.push(format!("{label}: envoy: {mismatch}"));
         }
-        for difference in compare::differences(&harness[index], &variant[index], &envoy_outcome) {
+        let clock_dependent = case.envoy.as_ref().map(|e| e.clock_dependent_headers.as_slice()).unwrap_or_default();
+        for difference in compare::differences(&harness[index], &variant[index], &envoy_outcome, clock_dependent) {
             problems.push(format!("{label}: differs: {difference}"));
         }
         if !envoy.running() {

@@ -56,31 +56,33 @@ impl BodyProcessor {
 }
 
 /// Parses `body` with `processor` into `collections`. A body the processor cannot parse sets
-/// `REQBODY_ERROR` to 1 (and keeps what it could read).
+/// `REQBODY_ERROR` to 1 (and keeps what it could read); an empty body is no error (as in
+/// ModSecurity, no processor runs on it).
 pub fn fill(collections: &mut Collections, processor: &BodyProcessor, body: &[u8]) {
     collections.set(Source::RequestBodyLength, body.len().to_string().into_bytes());
     collections.set(Source::ReqbodyProcessor, processor.name().to_vec());
-    let ok = match processor {
-        BodyProcessor::UrlEncoded => {
-            collections.set(Source::RequestBody, body.to_vec());
-            for (name, value) in urlencoded::parse_pairs(body) {
-                collections.push_arg(Source::ArgsPost, Source::ArgsPostNames, name, value);
+    let ok = body.is_empty()
+        || match processor {
+            BodyProcessor::UrlEncoded => {
+                collections.set(Source::RequestBody, body.to_vec());
+                for (name, value) in urlencoded::parse_pairs(body) {
+                    collections.push_arg(Source::ArgsPost, Source::ArgsPostNames, name, value);
+                }
+                true
             }
-            true
-        }
-        BodyProcessor::Multipart(boundary) => multipart::fill(collections, boundary, body),
-        BodyProcessor::Json => {
-            collections.set(Source::RequestBody, body.to_vec());
-            json::fill(collections, body)
-        }
-        // As ModSecurity's XML processor: the document is read through `XML:`, not
-        // `REQUEST_BODY` (element and attribute names are markup, not input).
-        BodyProcessor::Xml => xml::fill(collections, body),
-        BodyProcessor::Raw => {
-            collections.set(Source::RequestBody, body.to_vec());
-            true
-        }
-    };
+            BodyProcessor::Multipart(boundary) => multipart::fill(collections, boundary, body),
+            BodyProcessor::Json => {
+                collections.set(Source::RequestBody, body.to_vec());
+                json::fill(collections, body)
+            }
+            // As ModSecurity's XML processor: the document is read through `XML:`, not
+            // `REQUEST_BODY` (element and attribute names are markup, not input).
+            BodyProcessor::Xml => xml::fill(collections, body),
+            BodyProcessor::Raw => {
+                collections.set(Source::RequestBody, body.to_vec());
+                true
+            }
+        };
     collections.set(Source::ReqbodyError, if ok { b"0".to_vec() } else { b"1".to_vec() });
     collections.update_sizes();
 }

@@ -1,0 +1,3 @@
+#![no_main]
+// The body is `wasm_shield_fuzz::config_jwt_auth` (fuzz/src): the stable corpus test runs it too.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wasm_shield_fuzz::config_jwt_auth(data));
