@@ -29,22 +29,29 @@ fn options() -> Options {
 }
 
 #[test]
-fn the_sample_is_prepared_as_go_ftw_and_envoy_would_see_it() {
+fn the_sample_is_prepared_as_go_ftw_sends_it_and_as_envoy_would_see_it() {
     let prepared = prepare(&options()).expect("sample loads");
     assert_eq!(prepared.len(), 11);
     let find = |title: &str| prepared.iter().find(|p| p.test.title == title).unwrap_or_else(|| panic!("{title}"));
     // The response-side test is out of scope, whole.
     assert!(find("951110-1").skip.as_deref().is_some_and(|r| r.starts_with("RESPONSE-*")));
-    // The fragment is Envoy's 400.
-    assert!(matches!(find("101110-2").stages[0].translation, Some(Translation::Rejected { status: 400, .. })));
-    // The encoded chunked request reaches the filter de-chunked, without transfer-encoding.
-    match &find("101110-1").stages[0].translation {
-        Some(Translation::Request { request, .. }) => {
-            assert_eq!(request.body.byte_chunks().concat(), b"id=1 union select password");
-            assert!(request.headers.0.iter().all(|(name, _)| name != "transfer-encoding"));
+    // A non-numeric Content-Length is answered 400 before any filter, by any server and by Envoy.
+    let unframed = &find("101110-2").stages[0];
+    assert!(matches!(unframed.translation, Some(Translation::Rejected { status: 400, .. })));
+    assert!(matches!(unframed.envoy, Some(Translation::Rejected { status: 400, .. })));
+    // The encoded chunked request reaches the filter de-chunked: in the harness with its
+    // transfer-encoding header as sent, in Envoy without it (and that is noted).
+    let chunked = &find("101110-1").stages[0];
+    for (view, keeps_header) in [(&chunked.translation, true), (&chunked.envoy, false)] {
+        match view {
+            Some(Translation::Request { request, .. }) => {
+                assert_eq!(request.body.byte_chunks().concat(), b"id=1 union select password");
+                assert_eq!(request.headers.0.iter().any(|(name, _)| name == "transfer-encoding"), keeps_header);
+            }
+            other => panic!("101110-1: {other:?}"),
         }
-        other => panic!("101110-1: {other:?}"),
     }
+    assert!(chunked.envoy_notes().iter().any(|note| note.contains("transfer-encoding")), "{:?}", chunked.envoy_notes());
     // go-ftw form-encodes the body and frames it.
     let raw = find("107110-2").stages[0].raw.as_ref().expect("raw");
     let text = String::from_utf8_lossy(raw);

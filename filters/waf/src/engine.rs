@@ -954,9 +954,14 @@ fn macro_value(
         "matched_var" => dynamic.last().map(|(_, value)| value.clone()),
         "matched_var_name" => dynamic.last().map(|(name, _)| name.as_bytes().to_vec()),
         other => {
+            // A variable may span several collections (`ARGS` is `ARGS_GET` then `ARGS_POST`):
+            // `%{ARGS._method}` names a body argument as well as a query one, as in ModSecurity.
             let (variable, _) = Variable::parse(other)?;
-            let source = *variable.sources().first()?;
-            collections.first(source, key.map(str::as_bytes)).map(<[u8]>::to_vec)
+            variable
+                .sources()
+                .iter()
+                .find_map(|source| collections.first(*source, key.map(str::as_bytes)))
+                .map(<[u8]>::to_vec)
         }
     }
 }

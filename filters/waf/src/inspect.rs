@@ -285,4 +285,23 @@ mod tests {
         assert_eq!(verdict_for(&policy, "/?x=bad", &[("x-trusted", "yes")]), Verdict::Allow);
         assert!(matches!(verdict_for(&policy, "/?x=bad", &[]), Verdict::Block { .. }));
     }
+
+    #[test]
+    fn a_macro_naming_args_reads_body_arguments_too() {
+        // CRS 920650 compares the method with `%{ARGS._method}`; a form field is an ARGS_POST
+        // entry, which the macro must find as ModSecurity's ARGS does.
+        let policy = Policy::from_json(
+            br#"{"builtin_groups": [], "seclang": "SecRule REQUEST_METHOD \"!@streq %{ARGS._method}\" \"id:1,phase:2,deny,status:405,t:lowercase\""}"#,
+        )
+        .unwrap();
+        let form = "application/x-www-form-urlencoded";
+        assert_eq!(post(&policy, "/users/sign_out", form, b"_method=post&token=x"), Verdict::Allow);
+        assert!(matches!(
+            post(&policy, "/users/sign_out", form, b"_method=delete"),
+            Verdict::Block { status: 405, .. }
+        ));
+        // A query argument is still found first.
+        let policy = policy;
+        assert_eq!(post(&policy, "/x?_method=post", form, b"a=1"), Verdict::Allow);
+    }
 }

@@ -165,12 +165,22 @@ pub fn run(host: &mut Host, args: Args) -> u8 {
                 let (results, differences) = envoy::evaluate(&options, &prepared, &harness, &seen, &nolog);
                 let seconds = started.elapsed().as_secs_f64();
                 print_results("envoy", &results, seconds, args.quiet);
-                println!("-- Envoy and the harness differ on {} stages:", differences.len());
+                let unexplained = differences.iter().filter(|d| d.explained_by.is_none()).count();
+                println!(
+                    "-- Envoy and the harness differ on {} stages ({unexplained} not explained by what Envoy does \
+                     differently):",
+                    differences.len()
+                );
                 for difference in &differences {
                     println!("DIFF {} stage {}: {}", difference.title, difference.stage, difference.detail);
+                    match &difference.explained_by {
+                        Some(reason) => println!("     because {reason}"),
+                        None => println!("     UNEXPLAINED"),
+                    }
                 }
                 report["envoy"] = summary_json(&results, seconds);
                 report["differences"] = json!(differences);
+                report["differences_unexplained"] = json!(unexplained);
                 let rejected = results
                     .iter()
                     .filter(

@@ -76,6 +76,11 @@ impl Deviations {
         applies.then_some(reason.as_str())
     }
 
+    /// The reason of an entry with `scope: envoy` (a behaviour of Envoy's, not of the filter).
+    pub fn envoy_only_reason(&self, title: &str) -> Option<&str> {
+        self.entries.get(title).filter(|(scope, _)| *scope == Scope::Envoy).map(|(_, reason)| reason.as_str())
+    }
+
     /// Every listed title.
     pub fn titles(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
@@ -105,6 +110,8 @@ mod tests {
         assert_eq!(deviations.reason("920100-2", false), Some("Apache answers 400"));
         assert_eq!(deviations.reason("920100-4", false), None);
         assert_eq!(deviations.reason("920100-4", true), Some("Envoy answers 404"));
+        assert_eq!(deviations.envoy_only_reason("920100-4"), Some("Envoy answers 404"));
+        assert_eq!(deviations.envoy_only_reason("920100-2"), None);
         assert!(Deviations::parse("920100-2: ''\n").is_err());
         assert!(Deviations::parse("# none yet\n").expect("empty").is_empty());
     }

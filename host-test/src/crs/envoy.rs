@@ -316,7 +316,8 @@ pub fn evaluate(
             }
             // Agreement with the harness.
             let harness_observed = harness_stage.and_then(|s| s.observed.as_ref());
-            let predicted_rejection = prepared.stages.get(position).and_then(|s| match &s.translation {
+            let prepared_stage = prepared.stages.get(position);
+            let predicted_rejection = prepared_stage.and_then(|s| match &s.envoy {
                 Some(super::translate::Translation::Rejected { status, .. }) => Some(*status),
                 _ => None,
             });
@@ -351,7 +352,23 @@ pub fn evaluate(
                 _ => None,
             };
             if let Some(detail) = difference {
-                differences.push(Difference { title: test.title.clone(), stage: position + 1, detail });
+                // What Envoy was expected to do differently (the translation's notes, every rule
+                // observed in Envoy 1.40), else the reviewed Envoy-only deviation.
+                let envoy_notes = prepared_stage.map(super::PreparedStage::envoy_notes).unwrap_or_default();
+                // A prediction that Envoy answers itself explains nothing when Envoy did not, or
+                // answered with another status.
+                let prediction_held = match predicted_rejection {
+                    Some(status) => !seen.filter_ran && seen.observed.status == Some(status),
+                    None => seen.filter_ran,
+                };
+                let explained_by = if !prediction_held {
+                    None
+                } else if envoy_notes.is_empty() {
+                    options.deviations.envoy_only_reason(&test.title).map(|reason| format!("deviation: {reason}"))
+                } else {
+                    Some(envoy_notes.join("; "))
+                };
+                differences.push(Difference { title: test.title.clone(), stage: position + 1, detail, explained_by });
             }
             stages.push(result);
         }
@@ -375,4 +392,7 @@ pub struct Difference {
     pub stage: usize,
     /// How they differ.
     pub detail: String,
+    /// What Envoy does differently with this request (its known normalisations or rejection, or
+    /// an Envoy-only deviation); `None`: nothing known explains the difference.
+    pub explained_by: Option<String>,
 }

@@ -2,10 +2,14 @@
 //! harness and (with `--envoy`) through a real Envoy, with per-family pass / fail / skip counts,
 //! every failure listed, a reviewed deviations file, and a JSON report.
 //!
-//! Each stage's request is built as the bytes go-ftw sends ([`raw`]), translated into what Envoy
-//! hands the filters ([`translate`]: requests Envoy answers itself or that the harness cannot
-//! represent are skipped with the reason), sent through the plugin, and checked ([`check`]).
+//! Each stage's request is built as the bytes go-ftw sends ([`raw`]), read as the request the
+//! filter sees behind the web servers CRS's tests were written against ([`as_sent`]: nothing
+//! normalised away; what is not an HTTP request at all, or what the harness cannot represent, is
+//! skipped with the reason), sent through the plugin, and checked ([`check`]). What Envoy makes of
+//! the same bytes ([`translate`]) is kept beside it: it explains where the `--envoy` run, which
+//! measures real Envoy, differs from the harness.
 
+pub mod as_sent;
 pub mod check;
 pub mod command;
 pub mod deviations;
@@ -70,12 +74,31 @@ pub struct Options {
     pub deviations: Deviations,
 }
 
-/// One stage, prepared: the bytes go-ftw sends and what Envoy makes of them.
+/// One stage, prepared: the bytes go-ftw sends, the request the harness delivers, and what Envoy
+/// makes of them.
 pub struct PreparedStage {
     /// go-ftw's bytes (or why they cannot be built).
     pub raw: Result<Vec<u8>, String>,
-    /// The translation of `raw`.
+    /// `raw` as sent ([`as_sent`]): what the harness delivers to the filter.
     pub translation: Option<Translation>,
+    /// `raw` as Envoy 1.40 hands it to the filters ([`translate`]): explains the differences
+    /// of the `--envoy` run.
+    pub envoy: Option<Translation>,
+}
+
+impl PreparedStage {
+    /// What Envoy does differently from the harness with this stage, as notes (empty when it
+    /// hands the filter the same request).
+    pub fn envoy_notes(&self) -> Vec<String> {
+        match &self.envoy {
+            Some(Translation::Request { notes, .. }) => notes.iter().map(|note| format!("Envoy: {note}")).collect(),
+            Some(Translation::Rejected { status, reason }) => {
+                vec![format!("Envoy: answers {status} before any filter runs: {reason}")]
+            }
+            Some(Translation::Unsupported(reason)) => vec![format!("Envoy: {reason}")],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// A test with its stages prepared.
@@ -110,8 +133,9 @@ pub fn prepare(options: &Options) -> Result<Vec<PreparedTest>, String> {
                 .iter()
                 .map(|entry| {
                     let raw = raw::build(&entry.stage().input);
-                    let translation = raw.as_ref().ok().map(|bytes| translate::translate(bytes));
-                    PreparedStage { raw, translation }
+                    let translation = raw.as_ref().ok().map(|bytes| as_sent::as_sent(bytes));
+                    let envoy = raw.as_ref().ok().map(|bytes| translate::translate(bytes));
+                    PreparedStage { raw, translation, envoy }
                 })
                 .collect();
             PreparedTest { test, skip, stages }
@@ -143,7 +167,8 @@ pub enum Verdict {
 /// What one stage did.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageResult {
-    /// Envoy's normalisations of the request.
+    /// What the request's framing changed, and what Envoy does differently with it
+    /// (`Envoy: …`; in the `--envoy` run this is what explains a difference).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// What it produced (absent when it did not run).
@@ -211,7 +236,7 @@ pub fn harness_skip(stage: &PreparedStage, output: &ftw::Output) -> Option<Strin
                 Some(expected) => format!(" (the test expects status {})", expected.describe()),
                 None => String::new(),
             };
-            Some(format!("Envoy answers {status} before any filter runs: {reason}{expected}"))
+            Some(format!("an HTTP server answers {status} before any filter runs: {reason}{expected}"))
         }
         (_, Some(Translation::Unsupported(reason))) => Some(format!("not representable: {reason}")),
         _ => None,
@@ -245,7 +270,7 @@ pub fn run_harness(
                 if let Some(reason) = harness_skip(stage, output) {
                     result.skipped = Some(reason);
                 } else if let Some(Translation::Request { request, notes, answered_by_envoy }) = &stage.translation {
-                    result.notes = notes.clone();
+                    result.notes = notes.iter().cloned().chain(stage.envoy_notes()).collect();
                     match waf.send(host, clone_request(request), *answered_by_envoy) {
                         Ok(observed) => {
                             result.failures = check::check(output, &observed);

@@ -90,7 +90,7 @@ fn is_tchar(byte: u8) -> bool {
 }
 
 /// Splits the head (request line and header lines; CRLF or bare LF) from what follows it.
-fn split_head(raw: &[u8]) -> Option<(Vec<&[u8]>, &[u8])> {
+pub(super) fn split_head(raw: &[u8]) -> Option<(Vec<&[u8]>, &[u8])> {
     let mut lines = Vec::new();
     let mut start = 0;
     while let Some(offset) = raw.get(start..)?.iter().position(|b| *b == b'\n') {
@@ -254,7 +254,16 @@ pub fn translate(raw: &[u8]) -> Translation {
             notes.push("Expect: 100-continue is answered by Envoy and removed from the map".into());
             continue;
         }
-        if name == "host" || REMOVED_HEADERS.contains(&name.as_str()) {
+        if name == "host" {
+            continue;
+        }
+        if REMOVED_HEADERS.contains(&name.as_str()) {
+            // go-ftw's own `Connection: close` is on every request: no note for it.
+            if name == "transfer-encoding" {
+                notes.push("Envoy de-chunks the body and removes the transfer-encoding header".into());
+            } else if !(name == "connection" && value.eq_ignore_ascii_case("close")) {
+                notes.push(format!("Envoy removes the hop-by-hop header {name}"));
+            }
             continue;
         }
         if name == "referer" && !is_valid_referer(&value) {
@@ -372,7 +381,7 @@ fn is_valid_referer(value: &str) -> bool {
 
 /// Decodes a chunked body: the chunks and how many bytes the encoding used; `None` if malformed
 /// or incomplete. Trailers after the last chunk are read and dropped.
-fn dechunk(mut rest: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+pub(super) fn dechunk(mut rest: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
     let total = rest.len();
     let mut chunks = Vec::new();
     loop {
@@ -431,7 +440,8 @@ mod tests {
         assert_eq!(r.headers.0[1].1, "ua");
         assert_eq!(r.body.byte_chunks(), vec![&b"abc"[..]]);
         assert_eq!(r.protocol.as_deref(), Some("HTTP/1.1"));
-        assert!(notes.is_empty(), "{notes:?}");
+        // Keep-Alive and Proxy-Connection are noted; go-ftw's `Connection: close` is not.
+        assert_eq!(notes.len(), 2, "{notes:?}");
     }
 
     #[test]

@@ -23,10 +23,32 @@ pub enum BodyProcessor {
 
 impl BodyProcessor {
     /// Chooses the processor for a `content-type` value (parameters and case ignored).
+    ///
+    /// Repeated `Content-Type` headers arrive joined with commas (Envoy joins them into one
+    /// value). As with ModSecurity v3, where the recommended rules 200000 (XML) and 200001 (JSON)
+    /// switch the processor when any `Content-Type` value names those types, a JSON value wins,
+    /// then an XML one; otherwise the first value decides (the one most backends read).
     pub fn for_content_type(content_type: Option<&[u8]>) -> Self {
         let Some(content_type) = content_type else { return Self::Raw };
         let lower = content_type.to_ascii_lowercase();
-        let media_type = lower.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+        let mut media_types = lower
+            .split(|&b| b == b',')
+            .map(|value| value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())
+            .filter(|media_type| !media_type.is_empty());
+        let first = media_types.next().unwrap_or_default();
+        let mut processor = Self::for_media_type(first, content_type);
+        for other in media_types {
+            processor = match (processor, Self::for_media_type(other, content_type)) {
+                (Self::Json, _) | (_, Self::Json) => Self::Json,
+                (Self::Xml, _) | (_, Self::Xml) => Self::Xml,
+                (kept, _) => kept,
+            };
+        }
+        processor
+    }
+
+    /// The processor for one media type (lowercase, without parameters).
+    fn for_media_type(media_type: &[u8], content_type: &[u8]) -> Self {
         if media_type == b"application/x-www-form-urlencoded" {
             Self::UrlEncoded
         } else if media_type == b"multipart/form-data" {
@@ -106,6 +128,21 @@ mod tests {
         assert_eq!(BodyProcessor::for_content_type(Some(b"multipart/form-data")), BodyProcessor::Raw);
         assert_eq!(BodyProcessor::for_content_type(Some(b"text/plain")), BodyProcessor::Raw);
         assert_eq!(BodyProcessor::for_content_type(None), BodyProcessor::Raw);
+        // Two Content-Type headers joined into one value: JSON, then XML, win (ModSecurity's
+        // rules 200000/200001 match any value); otherwise the first decides.
+        assert_eq!(
+            BodyProcessor::for_content_type(Some(b"application/x-www-form-urlencoded,application/xml")),
+            BodyProcessor::Xml
+        );
+        assert_eq!(BodyProcessor::for_content_type(Some(b"text/xml, application/json")), BodyProcessor::Json);
+        assert_eq!(
+            BodyProcessor::for_content_type(Some(b"application/x-www-form-urlencoded, text/plain")),
+            BodyProcessor::UrlEncoded
+        );
+        assert_eq!(
+            BodyProcessor::for_content_type(Some(b"text/plain,multipart/form-data; boundary=b")),
+            BodyProcessor::Raw
+        );
     }
 
     #[test]
