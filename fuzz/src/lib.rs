@@ -99,46 +99,16 @@ pub fn jwks(data: &[u8]) {
     }
 }
 
-/// Every transformation name the WAF knows.
-pub const TRANSFORMS: &[&str] = &[
-    "lowercase",
-    "uppercase",
-    "urlDecode",
-    "urlDecodeUni",
-    "htmlEntityDecode",
-    "jsDecode",
-    "cssDecode",
-    "escapeSeqDecode",
-    "cmdLine",
-    "compressWhitespace",
-    "removeWhitespace",
-    "removeNulls",
-    "replaceNulls",
-    "removeComments",
-    "removeCommentsChar",
-    "replaceComments",
-    "normalisePath",
-    "normalisePathWin",
-    "base64Decode",
-    "hexDecode",
-    "hexEncode",
-    "length",
-    "trim",
-    "trimLeft",
-    "trimRight",
-    "utf8toUnicode",
-    "sha1",
-];
-
 /// The WAF's transformations: each one alone on the value, then a pipeline of up to four
 /// chosen by the first bytes.
 pub fn waf_transform(data: &[u8]) {
     let (choice, value) = data.split_at(data.len().min(4));
-    for name in TRANSFORMS {
+    for name in waf::transform::NAMES {
         let pipeline = waf::transform::parse_pipeline(&[name]).unwrap_or_else(|e| panic!("{e}"));
         let _ = waf::transform::apply_pipeline(&pipeline, value);
     }
-    let names: Vec<&str> = choice.iter().map(|b| TRANSFORMS[usize::from(*b) % TRANSFORMS.len()]).collect();
+    let names: Vec<&str> =
+        choice.iter().map(|b| waf::transform::NAMES[usize::from(*b) % waf::transform::NAMES.len()]).collect();
     let pipeline = waf::transform::parse_pipeline(&names).unwrap_or_else(|e| panic!("{e}"));
     let once = waf::transform::apply_pipeline(&pipeline, value).into_owned();
     let again = waf::transform::apply_pipeline(&pipeline, value);

@@ -58,6 +58,9 @@ enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Cases run at once, each with its own Envoy (default 2).
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
         /// Run only the chains of wasm-shield filters, each merged into one module of this name
         /// (as `replay --as-shield`).
         #[arg(long, value_name = "MODULE")]
@@ -184,7 +187,7 @@ fn main() -> ExitCode {
             }
             if results.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Command::Envoy { paths, envoy, min_coverage, json, as_shield } => {
+        Command::Envoy { paths, envoy, min_coverage, json, as_shield, jobs } => {
             let files = match fixture::discover(&paths) {
                 Ok(files) => files,
                 Err(error) => {
@@ -193,8 +196,8 @@ fn main() -> ExitCode {
                 }
             };
             let results = match &as_shield {
-                None => host_test::envoy::run_files(&mut host, &files, &envoy),
-                Some(module) => host_test::envoy::run_files_as_shield(&mut host, &files, &envoy, module),
+                None => host_test::envoy::run_files(&mut host, &files, &envoy, jobs),
+                Some(module) => host_test::envoy::run_files_as_shield(&mut host, &files, &envoy, module, jobs),
             };
             print!("{}", host_test::envoy::report(&results, min_coverage));
             if let Some(path) = json {

@@ -62,15 +62,21 @@ pub struct EnvoyCaseResult {
 
 /// Runs the chain cases of `files` with each chain merged into one `module` (`shield`), as
 /// `host-test replay --as-shield` does in the harness; other cases are not run.
-pub fn run_files_as_shield(host: &mut Host, files: &[PathBuf], binary: &Path, module: &str) -> Vec<EnvoyCaseResult> {
-    let mut results = Vec::new();
+pub fn run_files_as_shield(
+    host: &mut Host,
+    files: &[PathBuf],
+    binary: &Path,
+    module: &str,
+    jobs: usize,
+) -> Vec<EnvoyCaseResult> {
+    let mut work = Vec::new();
     for file in files {
         let Ok(cases) = crate::fixture::load_file(file) else { continue };
         for loaded in cases.into_iter().filter_map(|case| crate::merge::into_shield(case, module).ok()) {
-            results.push(run_loaded(host, file, &loaded, binary));
+            work.push(Work::Case(file.clone(), Box::new(loaded)));
         }
     }
-    results
+    run_parallel(host, &work, binary, jobs)
 }
 
 /// Runs one case in Envoy and times it.
@@ -90,26 +96,93 @@ fn run_loaded(host: &mut Host, file: &Path, loaded: &crate::fixture::LoadedCase,
     }
 }
 
-/// Runs every case of `files` through Envoy at `binary`.
-pub fn run_files(host: &mut Host, files: &[PathBuf], binary: &Path) -> Vec<EnvoyCaseResult> {
-    let mut results = Vec::new();
+/// Runs every case of `files` through Envoy at `binary`, `jobs` cases (each its own Envoy) at once.
+pub fn run_files(host: &mut Host, files: &[PathBuf], binary: &Path, jobs: usize) -> Vec<EnvoyCaseResult> {
+    let mut work = Vec::new();
     for file in files {
         match crate::fixture::load_file(file) {
-            Ok(cases) => {
-                for loaded in &cases {
-                    results.push(run_loaded(host, file, loaded, binary));
-                }
-            }
-            Err(error) => results.push(EnvoyCaseResult {
-                file: file.display().to_string(),
-                name: "(fixture file)".into(),
-                verdict: Verdict::Failed(vec![error]),
-                envoy_log: Vec::new(),
-                millis: 0.0,
-            }),
+            Ok(cases) => work.extend(cases.into_iter().map(|loaded| Work::Case(file.clone(), Box::new(loaded)))),
+            Err(error) => work.push(Work::Unreadable(file.clone(), error)),
         }
     }
-    results
+    run_parallel(host, &work, binary, jobs)
+}
+
+/// A case to run, or a fixture file that could not be read (reported as a failed case).
+enum Work {
+    Case(PathBuf, Box<LoadedCase>),
+    Unreadable(PathBuf, String),
+}
+
+/// Runs `work` with `jobs` threads, each with its own harness host (the first one is `host`) and
+/// one Envoy at a time: cases are independent (each starts its own Envoy on free ports), and
+/// while one Envoy compiles its modules another case can send requests. Results keep the order
+/// of `work`.
+fn run_parallel(host: &mut Host, work: &[Work], binary: &Path, jobs: usize) -> Vec<EnvoyCaseResult> {
+    let jobs = jobs.clamp(1, work.len().max(1));
+    let run_share = |host: &mut Host, job: usize| -> Vec<(usize, EnvoyCaseResult)> {
+        let mut done = Vec::new();
+        for (index, item) in work.iter().enumerate().filter(|(index, _)| index % jobs == job) {
+            let result = match item {
+                Work::Case(file, loaded) => run_loaded(host, file, loaded, binary),
+                Work::Unreadable(file, error) => EnvoyCaseResult {
+                    file: file.display().to_string(),
+                    name: "(fixture file)".into(),
+                    verdict: Verdict::Failed(vec![error.clone()]),
+                    envoy_log: Vec::new(),
+                    millis: 0.0,
+                },
+            };
+            done.push((index, result));
+        }
+        done
+    };
+    let module_path = host.module_path.clone();
+    let mut results: Vec<(usize, EnvoyCaseResult)> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..jobs)
+            .map(|job| {
+                let module_path = module_path.clone();
+                let run_share = &run_share;
+                scope.spawn(move || match Host::new(module_path) {
+                    Ok(mut host) => run_share(&mut host, job),
+                    Err(error) => work
+                        .iter()
+                        .enumerate()
+                        .filter(|(index, _)| index % jobs == job)
+                        .map(|(index, _)| {
+                            let result = EnvoyCaseResult {
+                                file: String::new(),
+                                name: format!("(job {job})"),
+                                verdict: Verdict::Failed(vec![format!("creating the harness host: {error:#}")]),
+                                envoy_log: Vec::new(),
+                                millis: 0.0,
+                            };
+                            (index, result)
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        let mut all = run_share(host, 0);
+        for handle in others {
+            match handle.join() {
+                Ok(done) => all.extend(done),
+                Err(_) => all.push((
+                    usize::MAX,
+                    EnvoyCaseResult {
+                        file: String::new(),
+                        name: "(a job thread)".into(),
+                        verdict: Verdict::Failed(vec!["a job thread panicked".into()]),
+                        envoy_log: Vec::new(),
+                        millis: 0.0,
+                    },
+                )),
+            }
+        }
+        all
+    });
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// Why a case cannot be replayed in Envoy as written, if it cannot.
