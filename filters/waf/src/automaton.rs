@@ -1,5 +1,6 @@
-//! One multi-pattern automaton: a forward Thompson NFA searched by a lazy DFA (`hybrid`), with
-//! the PikeVM on the same NFA as the fallback when the lazy DFA gives up.
+//! One multi-pattern automaton: forward Thompson NFAs over chunks of the patterns, each searched
+//! by a lazy DFA (`hybrid`), with the PikeVM on the same NFA as the fallback when the lazy DFA
+//! gives up.
 //!
 //! Why not `meta::Regex`: the engine only asks "does any pattern match?" and "which patterns
 //! match?", never where a match starts, so the reverse NFA `meta` also compiles (about half of
@@ -8,7 +9,7 @@
 use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
 use regex_automata::nfa::thompson::pikevm::{Cache as PikeCache, PikeVM};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
-use regex_automata::{Input, MatchKind, PatternSet};
+use regex_automata::{Input, MatchKind, PatternID, PatternSet};
 use std::sync::Mutex;
 
 /// Lazy DFA cache per automaton, tried first; bounded so many automata stay within the VM's
@@ -18,9 +19,71 @@ const CACHE_CAPACITY: usize = 2 * 1024 * 1024;
 /// A larger cache for automata whose NFA needs more than [`CACHE_CAPACITY`] to work at all.
 const LARGE_CACHE_CAPACITY: usize = 8 * 1024 * 1024;
 
-/// A compiled set of patterns.
+/// Patterns per lazy DFA. One DFA over all of a pipeline's CRS patterns (up to ~100, searched
+/// unanchored with `MatchKind::All`) has so many states that a long benign value (a 1.5 KB form
+/// field) fills and clears its cache on every request: measured natively, a benign 2 KB form
+/// POST through CRS at PL1 took 75–110 ms, 80 % of it determinising. Chunks of 12 patterns keep
+/// each DFA's states few enough to stay cached (the same POST: 3.4–4 ms; the benign GET no
+/// slower; peak RSS lower), at the price of one search per chunk — which `is_match` ends at the
+/// first chunk that matches.
+const PATTERNS_PER_DFA: usize = 12;
+
+/// A compiled set of patterns, searched as lazy DFAs over chunks of [`PATTERNS_PER_DFA`].
 #[derive(Debug)]
 pub struct Automaton {
+    /// Each chunk with the global index of its first pattern.
+    chunks: Vec<(usize, Chunk)>,
+    pattern_len: usize,
+}
+
+impl Automaton {
+    /// Compiles `patterns` (byte-oriented syntax, see `engine::regex_syntax`).
+    pub fn build(patterns: &[String]) -> Result<Self, String> {
+        let chunks = patterns
+            .chunks(PATTERNS_PER_DFA)
+            .enumerate()
+            .map(|(index, part)| Ok((index * PATTERNS_PER_DFA, Chunk::build(part)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self { chunks, pattern_len: patterns.len() })
+    }
+
+    /// Number of patterns.
+    pub fn pattern_len(&self) -> usize {
+        self.pattern_len
+    }
+
+    /// Whether every chunk has its lazy DFA (false: some use the PikeVM only, slow; reported at
+    /// start-up).
+    pub fn has_dfa(&self) -> bool {
+        self.chunks.iter().all(|(_, chunk)| chunk.has_dfa())
+    }
+
+    /// Whether any pattern matches `haystack`.
+    pub fn is_match(&self, haystack: &[u8]) -> bool {
+        self.chunks.iter().any(|(_, chunk)| chunk.is_match(haystack))
+    }
+
+    /// Adds every pattern that matches `haystack` to `set` (sized for [`Self::pattern_len`]).
+    pub fn which_matches(&self, haystack: &[u8], set: &mut PatternSet) {
+        let mut local = PatternSet::new(PATTERNS_PER_DFA);
+        for (offset, chunk) in &self.chunks {
+            if !chunk.is_match(haystack) {
+                continue;
+            }
+            local.clear();
+            chunk.which_matches(haystack, &mut local);
+            for pattern in local.iter() {
+                if let Ok(global) = PatternID::new(offset + pattern.as_usize()) {
+                    let _ = set.try_insert(global);
+                }
+            }
+        }
+    }
+}
+
+/// One lazy DFA (with its PikeVM fallback) over a chunk of the patterns.
+#[derive(Debug)]
+struct Chunk {
     dfa: Option<DFA>,
     /// The lazy DFA's cache (one per automaton: requests are evaluated one at a time per VM).
     dfa_cache: Mutex<Option<DfaCache>>,
@@ -28,9 +91,9 @@ pub struct Automaton {
     pike_cache: Mutex<Option<PikeCache>>,
 }
 
-impl Automaton {
+impl Chunk {
     /// Compiles `patterns` (byte-oriented syntax, see `engine::regex_syntax`).
-    pub fn build(patterns: &[String]) -> Result<Self, String> {
+    fn build(patterns: &[String]) -> Result<Self, String> {
         let nfa = thompson::Compiler::new()
             .syntax(crate::engine::regex_syntax())
             .configure(thompson::Config::new().which_captures(WhichCaptures::Implicit).shrink(false))
@@ -56,18 +119,13 @@ impl Automaton {
         Ok(Self { dfa, dfa_cache: Mutex::new(None), pikevm, pike_cache: Mutex::new(None) })
     }
 
-    /// Number of patterns.
-    pub fn pattern_len(&self) -> usize {
-        self.pikevm.pattern_len()
-    }
-
     /// Whether the lazy DFA is in use (false: PikeVM only, slow; reported at start-up).
-    pub fn has_dfa(&self) -> bool {
+    fn has_dfa(&self) -> bool {
         self.dfa.is_some()
     }
 
     /// Whether any pattern matches `haystack`.
-    pub fn is_match(&self, haystack: &[u8]) -> bool {
+    fn is_match(&self, haystack: &[u8]) -> bool {
         let input = Input::new(haystack).earliest(true);
         if let Some(dfa) = &self.dfa
             && let Ok(mut guard) = self.dfa_cache.lock()
@@ -83,7 +141,7 @@ impl Automaton {
     }
 
     /// Adds every pattern that matches `haystack` to `set` (sized for [`Self::pattern_len`]).
-    pub fn which_matches(&self, haystack: &[u8], set: &mut PatternSet) {
+    fn which_matches(&self, haystack: &[u8], set: &mut PatternSet) {
         let input = Input::new(haystack);
         if let Some(dfa) = &self.dfa
             && let Ok(mut guard) = self.dfa_cache.lock()
@@ -119,5 +177,19 @@ mod tests {
         assert!(automaton.is_match(b"abcdef"));
         assert!(!automaton.is_match(b"xabc"));
         assert!(Automaton::build(&["(".to_string()]).is_err());
+    }
+
+    #[test]
+    fn patterns_past_the_first_chunk_keep_their_global_index() {
+        let patterns: Vec<String> = (0..3 * PATTERNS_PER_DFA + 1).map(|i| format!("word{i}x")).collect();
+        let automaton = Automaton::build(&patterns).unwrap();
+        assert_eq!(automaton.pattern_len(), patterns.len());
+        let last = patterns.len() - 1;
+        let text = format!("a word5x and a word{}x and a word{last}x", PATTERNS_PER_DFA);
+        let mut set = PatternSet::new(patterns.len());
+        automaton.which_matches(text.as_bytes(), &mut set);
+        assert_eq!(set.iter().map(|p| p.as_usize()).collect::<Vec<_>>(), vec![5, PATTERNS_PER_DFA, last]);
+        assert!(automaton.is_match(format!("word{last}x").as_bytes()));
+        assert!(!automaton.is_match(b"word"));
     }
 }
